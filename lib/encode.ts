@@ -1,0 +1,113 @@
+/**
+ * The wire encoders: one pushed value in, one complete frame out.
+ *
+ * Pure functions with no knowledge of Express, streams or winston. Every SSE frame they return ends with a blank
+ * line, and no input can make a frame carry a field it was not given (CR, LF and NUL are refused where the
+ * EventSource spec would read them as a field or event boundary).
+ */
+
+/** Options of a single event. */
+export interface PushOptions {
+  /** Event name, sent as the `event:` field; listeners get it with `addEventListener(name, ...)`. Default: none (a `message` event). */
+  event?: string;
+  /** Event id, sent as the `id:` field; the browser sends the last one back as `Last-Event-ID` when it reconnects. */
+  id?: string | number;
+  /** Reconnection delay for the browser, in milliseconds, sent as the `retry:` field. */
+  retry?: number;
+}
+
+/** Turns a pushed value that is not a string into text. */
+export type Serializer = (value: unknown) => string;
+
+const LINE_BREAK = /\r\n|\r|\n/;
+const FORBIDDEN_IN_FIELD = /[\r\n\0]/;
+
+/**
+ * Encodes one SSE event: `event:`, `id:`, `retry:` when given, then one `data:` line per line of the data, then the
+ * blank line that ends the event. A string is sent as it is; any other value goes through `serialize`.
+ *
+ * @throws TypeError naming the field for `undefined` data, data `serialize` cannot encode, an `event` or `id`
+ * holding CR, LF or NUL, or a `retry` that is not a non-negative safe integer.
+ */
+export function encodeEvent(data: unknown, options: PushOptions | undefined, serialize: Serializer): string {
+  let frame = '';
+  if (options !== undefined) {
+    if (options.event !== undefined) frame += `event: ${fieldValue('event', options.event)}\n`;
+    if (options.id !== undefined) frame += `id: ${idValue(options.id)}\n`;
+    if (options.retry !== undefined) frame += `retry: ${retryValue(options.retry, 'retry')}\n`;
+  }
+  const text = typeof data === 'string' ? data : serialized(data, serialize);
+  return LINE_BREAK.test(text) ? `${frame}data: ${text.split(LINE_BREAK).join('\ndata: ')}\n\n` : `${frame}data: ${text}\n\n`;
+}
+
+/**
+ * Encodes one NDJSON line: the serialised value and `\n`. Strings are serialised too, so every line parses as JSON.
+ *
+ * @throws TypeError for `undefined` data, data `serialize` cannot encode, or a serialisation holding a line break.
+ */
+export function encodeNdjsonLine(data: unknown, serialize: Serializer): string {
+  const text = serialized(data, serialize);
+  if (text.includes('\n') || text.includes('\r')) {
+    throw new TypeError('data: the serializer returned a line break, which would split one NDJSON value into two lines');
+  }
+  return `${text}\n`;
+}
+
+/** Encodes a comment: one `:` line per line of `text`, then a blank line. It can never become a field or an event. */
+export function encodeComment(text: string): string {
+  if (typeof text !== 'string') throw new TypeError(`comment: expected a string, got ${describe(text)}`);
+  return `: ${text.split(LINE_BREAK).join('\n: ')}\n\n`;
+}
+
+/** Encodes a frame holding only the `retry:` field, in milliseconds. */
+export function encodeRetry(milliseconds: number): string {
+  return `retry: ${retryValue(milliseconds, 'retry')}\n\n`;
+}
+
+function serialized(data: unknown, serialize: Serializer): string {
+  if (data === undefined) throw new TypeError('data: undefined cannot be sent; push null or a value instead');
+  let text: unknown;
+  try {
+    text = serialize(data);
+  } catch (error) {
+    throw new TypeError(`data: could not be serialised (${error instanceof Error ? error.message : String(error)})`, {
+      cause: error,
+    });
+  }
+  if (typeof text !== 'string') {
+    throw new TypeError(`data: could not be serialised (the serializer returned ${describe(text)} for ${describe(data)})`);
+  }
+  return text;
+}
+
+/** Checks an `event` or `id` string: CR, LF or NUL would let it inject fields or events. */
+export function fieldValue(field: 'event' | 'id', value: unknown): string {
+  if (typeof value !== 'string') throw new TypeError(`${field}: expected a string, got ${describe(value)}`);
+  if (FORBIDDEN_IN_FIELD.test(value)) throw new TypeError(`${field}: must not contain CR, LF or NUL`);
+  return value;
+}
+
+function idValue(id: unknown): string {
+  if (typeof id === 'number') {
+    if (!Number.isFinite(id)) throw new TypeError(`id: expected a finite number, got ${id}`);
+    return String(id);
+  }
+  return fieldValue('id', id);
+}
+
+/** Checks a millisecond count that goes on the wire as `retry:`; `name` is the option or field it came from. */
+export function retryValue(value: unknown, name: string): number {
+  if (!Number.isSafeInteger(value) || (value as number) < 0) {
+    throw new TypeError(`${name}: expected a non-negative integer number of milliseconds, got ${describe(value)}`);
+  }
+  return value as number;
+}
+
+/** A short, safe description of a bad value for an error message. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+  if (typeof value === 'number' || typeof value === 'boolean') return `${typeof value} ${String(value)}`;
+  if (typeof value === 'bigint') return `bigint ${value}n`;
+  return typeof value;
+}

@@ -1,0 +1,37 @@
+/**
+ * `sseErrorHandler()`: turns an error thrown after the stream's headers went out into an event the page can show.
+ */
+import type { ErrorRequestHandler } from 'express';
+import type { SseStream } from './stream';
+
+const GENERIC_MESSAGE = 'Internal Server Error';
+
+/**
+ * Express error middleware for `sseStream()` routes. Once the headers are sent an error can no longer become an HTTP
+ * error (Express would drop the connection, and the browser would reconnect and run the work again), so when the
+ * failing request has an open stream this sends a plain message event with data
+ * `{ "type": "error", "message": <safe message> }` and closes the stream. Every other request goes on to `next(err)`.
+ *
+ * The message is the error's own only when it is marked safe to show (`expose: true`, as http-errors sets for
+ * status < 500); otherwise it is `"Internal Server Error"`. Never a stack trace. Mount it after your routes, and
+ * after any error middleware of yours that logs.
+ */
+export function sseErrorHandler(): ErrorRequestHandler {
+  return function sseErrorMiddleware(error: unknown, _req, res, next) {
+    const stream = (res as { sse?: SseStream }).sse;
+    if (stream === undefined || stream.closed) {
+      next(error);
+      return;
+    }
+    stream.push({ type: 'error', message: safeMessage(error) });
+    void stream.close();
+  };
+}
+
+function safeMessage(error: unknown): string {
+  if (error === null || typeof error !== 'object') return GENERIC_MESSAGE;
+  const { expose, message, status, statusCode } = error as Partial<Record<'expose' | 'message' | 'status' | 'statusCode', unknown>>;
+  const code = status ?? statusCode;
+  const clientError = typeof code === 'number' && code >= 400 && code < 500;
+  return expose === true && clientError && typeof message === 'string' ? message : GENERIC_MESSAGE;
+}

@@ -1,0 +1,136 @@
+/**
+ * `SseTransport`: a winston transport that sends each log record to the stream of the request that logged it.
+ */
+import type { Writable } from 'node:stream';
+import TransportStream from 'winston-transport';
+import { currentStream } from './context';
+import { fieldValue, type PushOptions } from './encode';
+import type { SseStream } from './stream';
+
+/** Options of `SseTransport`: winston-transport's `level`, `format` and `silent`, and the SSE event name. */
+export interface SseTransportOptions
+  extends Pick<TransportStream.TransportStreamOptions, 'level' | 'format' | 'silent'> {
+  /** SSE event name of the log events (browsers listen with `addEventListener(name, ...)`). Default: none, a plain message event. */
+  event?: string;
+}
+
+/** A winston record as it reaches a transport: enumerable fields plus winston's symbol-keyed internals. */
+export type LogRecord = Record<string | symbol, unknown>;
+
+/** The stream that was current when the record was logged; see `stampOnWrite`. */
+const STREAM = Symbol('express-sse-context.stream');
+/** winston's level before any `colorize()` format painted `info.level`. */
+const RAW_LEVEL = Symbol.for('level');
+const MAX_DEPTH = 64;
+const stampedLoggers = new WeakSet<Writable>();
+
+/**
+ * Forwards every log record made while a `sseStream()` route's work runs to that request's stream as
+ * `{ "type": "log", "level", "message", ...fields }`. Outside a request it does nothing.
+ *
+ * It never throws and never emits `'error'`: a record that cannot be serialised as it is (circular references,
+ * BigInt, throwing getters) is sent with those values rendered safely, and a closed stream is skipped.
+ *
+ * @example
+ * const logger = winston.createLogger({ transports: [new winston.transports.Console(), new SseTransport()] });
+ */
+export class SseTransport extends TransportStream {
+  readonly #pushOptions: PushOptions | undefined;
+
+  constructor(options: SseTransportOptions = {}) {
+    super(options);
+    const { event } = options;
+    this.#pushOptions = event === undefined ? undefined : { event: fieldValue('event', event) };
+    this.on('pipe', stampOnWrite);
+  }
+
+  /** Called by winston for each record; sends it to the stream it was logged from, if that one is still open. */
+  override log(info: LogRecord, next: () => void): void {
+    const stream = info[STREAM] as SseStream | undefined;
+    if (stream !== undefined && !stream.closed) forward(stream, info, this.#pushOptions);
+    next();
+  }
+}
+
+/**
+ * Records the current stream on each record as the user logs it. Winston pipes a logger into all its transports, so
+ * when a sibling transport is slow, records reach `log()` later, from another request's async context: reading
+ * `currentStream()` there would send them to the wrong client. Child loggers write through their parent's `write`.
+ */
+function stampOnWrite(logger: Writable): void {
+  if (stampedLoggers.has(logger)) return;
+  stampedLoggers.add(logger);
+  const write = logger.write as (this: Writable, chunk: unknown, ...rest: unknown[]) => boolean;
+  logger.write = function stampedWrite(this: Writable, chunk: unknown, ...rest: unknown[]): boolean {
+    if (chunk !== null && typeof chunk === 'object') (chunk as LogRecord)[STREAM] = currentStream();
+    return write.call(this, chunk, ...rest);
+  } as Writable['write'];
+}
+
+/** Pushes one event per record; a log call must never fail because of what it logged, so nothing is thrown. */
+function forward(stream: SseStream, info: LogRecord, options: PushOptions | undefined): void {
+  let event: Record<string, unknown> | undefined;
+  try {
+    event = logEvent(info);
+    stream.push(event, options);
+  } catch {
+    try {
+      stream.push(jsonSafe(event ?? { type: 'log', message: '[Unreadable log record]' }, [], 0), options);
+    } catch {
+      // Only a custom serializer that rejects plain JSON values gets here; dropping the record beats throwing.
+    }
+  }
+}
+
+/** `{ type: 'log', level, message, ...fields }`, reading each field once and surviving getters that throw. */
+function logEvent(info: LogRecord): Record<string, unknown> {
+  const event: Record<string, unknown> = { type: 'log', level: info[RAW_LEVEL] ?? read(info, 'level'), message: undefined };
+  for (const key of Object.keys(info)) {
+    if (key !== 'type' && key !== 'level') event[key] = read(info, key);
+  }
+  if (event.message === undefined) delete event.message;
+  return event;
+}
+
+function read(record: Record<string, unknown>, key: string): unknown {
+  try {
+    return record[key];
+  } catch (error) {
+    return thrown(error);
+  }
+}
+
+/** A plain JSON value that `JSON.stringify` cannot fail on: cycles, BigInt, throwing getters and `toJSON` rendered as text. */
+function jsonSafe(value: unknown, ancestors: object[], depth: number): unknown {
+  if (typeof value === 'bigint') return value.toString();
+  if (value === null || typeof value !== 'object') return value;
+  if (ancestors.includes(value)) return '[Circular]';
+  if (depth >= MAX_DEPTH) return '[Too deep]';
+  let source: unknown = value;
+  try {
+    const { toJSON } = value as { toJSON?: unknown };
+    if (typeof toJSON === 'function') source = toJSON.call(value);
+  } catch (error) {
+    return thrown(error);
+  }
+  if (source !== value) return jsonSafe(source, ancestors, depth + 1);
+  ancestors.push(value);
+  let copy: unknown;
+  if (Array.isArray(value)) {
+    copy = value.map((_, index) => jsonSafe(read(value as unknown as Record<string, unknown>, String(index)), ancestors, depth + 1));
+  } else {
+    const object: Record<string, unknown> = {};
+    for (const key of Object.keys(value)) object[key] = jsonSafe(read(value as Record<string, unknown>, key), ancestors, depth + 1);
+    copy = object;
+  }
+  ancestors.pop();
+  return copy;
+}
+
+function thrown(error: unknown): string {
+  try {
+    return `[Thrown: ${error instanceof Error ? error.message : String(error)}]`;
+  } catch {
+    return '[Thrown]';
+  }
+}
