@@ -75,18 +75,25 @@ function forward(stream: SseStream, info: LogRecord, options: PushOptions | unde
     stream.push(event, options);
   } catch {
     try {
-      stream.push(jsonSafe(event ?? { type: 'log', message: '[Unreadable log record]' }, [], 0), options);
+      // The record itself is an ancestor too: `record.self = record` must read "[Circular]", not a copy of it.
+      stream.push(jsonSafe(event ?? { type: 'log', message: '[Unreadable log record]' }, [info], 0), options);
     } catch {
       // Only a custom serializer that rejects plain JSON values gets here; dropping the record beats throwing.
     }
   }
 }
 
-/** `{ type: 'log', level, message, ...fields }`, reading each field once and surviving getters that throw. */
+/**
+ * `{ type: 'log', level, message, ...fields }`, reading each field once and surviving getters that throw. Function
+ * values are left out (JSON would drop them anyway), so a record's own `toJSON` cannot replace the event.
+ */
 function logEvent(info: LogRecord): Record<string, unknown> {
-  const event: Record<string, unknown> = { type: 'log', level: info[RAW_LEVEL] ?? read(info, 'level'), message: undefined };
+  // `message` is read even when not enumerable: `logger.error(new Error('x'))` makes the Error itself the record.
+  const event: Record<string, unknown> = { type: 'log', level: info[RAW_LEVEL] ?? read(info, 'level'), message: read(info, 'message') };
   for (const key of Object.keys(info)) {
-    if (key !== 'type' && key !== 'level') event[key] = read(info, key);
+    if (key === 'type' || key === 'level' || key === 'message') continue;
+    const value = read(info, key);
+    if (typeof value !== 'function') event[key] = value;
   }
   if (event.message === undefined) delete event.message;
   return event;
@@ -115,16 +122,19 @@ function jsonSafe(value: unknown, ancestors: object[], depth: number): unknown {
   }
   if (source !== value) return jsonSafe(source, ancestors, depth + 1);
   ancestors.push(value);
-  let copy: unknown;
-  if (Array.isArray(value)) {
-    copy = value.map((_, index) => jsonSafe(read(value as unknown as Record<string, unknown>, String(index)), ancestors, depth + 1));
-  } else {
-    const object: Record<string, unknown> = {};
-    for (const key of Object.keys(value)) object[key] = jsonSafe(read(value as Record<string, unknown>, key), ancestors, depth + 1);
-    copy = object;
+  try {
+    // Array.isArray and Object.keys throw on a revoked Proxy; the marker then stands for the whole value.
+    if (Array.isArray(value)) {
+      return value.map((_, index) => jsonSafe(read(value as unknown as Record<string, unknown>, String(index)), ancestors, depth + 1));
+    }
+    const copy: Record<string, unknown> = {};
+    for (const key of Object.keys(value)) copy[key] = jsonSafe(read(value as Record<string, unknown>, key), ancestors, depth + 1);
+    return copy;
+  } catch (error) {
+    return thrown(error);
+  } finally {
+    ancestors.pop();
   }
-  ancestors.pop();
-  return copy;
 }
 
 function thrown(error: unknown): string {
