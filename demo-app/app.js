@@ -1,0 +1,86 @@
+'use strict';
+/**
+ * The demo's Express app: a static "agent console" page and the stream it reads.
+ *
+ *   GET  /chat/stream?message=...        (what the page's EventSource opens)
+ *   POST /chat/stream  {"message": "..."} (the same for fetch() and curl)
+ *
+ * Each stream carries `{type:"status"}`, `{type:"log"}`, `{type:"token"}` and `{type:"response"}` events, then the
+ * `[DONE]` terminator; a failure midway becomes one `{type:"error"}` event.
+ */
+const path = require('node:path');
+const express = require('express');
+const compression = require('compression');
+const { sseStream, sseErrorHandler } = require('express-sse-context');
+const { createAgent } = require('./agent');
+const { logger: appLogger } = require('./logger');
+
+const MAX_MESSAGE_LENGTH = 500;
+
+/**
+ * @param {object} [options]
+ * @param {number} [options.stepDelayMs] simulated work per agent step (default 450)
+ * @param {number} [options.tokenDelayMs] pause between answer tokens (default 45)
+ * @param {import('winston').Logger} [options.logger] the app's logger (default: `./logger`'s module-level logger)
+ * @returns {import('express').Express}
+ */
+function createApp({ stepDelayMs, tokenDelayMs, logger = appLogger } = {}) {
+  const agent = createAgent({ logger, stepDelayMs, tokenDelayMs });
+  const app = express();
+  app.disable('x-powered-by');
+
+  // Compresses the page and its assets; event streams pass through untouched (they are sent with
+  // `Cache-Control: no-transform`), so no event ever waits in a gzip buffer.
+  app.use(compression());
+  app.use(express.static(path.join(__dirname, 'public')));
+
+  // One stream setup for both routes: `close()` sends `data: [DONE]` last, which tells the page to close its
+  // EventSource instead of reconnecting (and running the agent again).
+  const stream = sseStream({ done: '[DONE]' });
+
+  app.get('/chat/stream', requireMessage((req) => req.query.message), stream, chat);
+  app.post('/chat/stream', express.json({ limit: '16kb' }), requireMessage((req) => req.body?.message), stream, chat);
+
+  async function chat(_req, res) {
+    const answer = await agent.run(res.locals.message, { signal: res.sse.signal });
+    if (answer === null) return; // the client went away; the stream is already closed
+    res.sse.push({ type: 'response', content: answer });
+    await res.sse.close();
+  }
+
+  // Errors: log the details on the server only, then let sseErrorHandler() send the page a safe error event.
+  app.use((error, _req, _res, next) => {
+    logger.error(`Request failed: ${error instanceof Error ? error.message : String(error)}`, {
+      serverOnly: true,
+      stack: error instanceof Error ? error.stack : undefined,
+    });
+    next(error);
+  });
+  app.use(sseErrorHandler());
+  // Errors before a stream opened (bad JSON, say) get an ordinary JSON error response.
+  app.use((error, _req, res, _next) => {
+    const status = Number.isInteger(error?.status) && error.status >= 400 && error.status < 600 ? error.status : 500;
+    res.status(status).json({ error: error?.expose === true ? error.message : 'Internal Server Error' });
+  });
+
+  return app;
+}
+
+/** Reads the message with `pick`; answers 400 before any stream opens when it is missing, empty or too long. */
+function requireMessage(pick) {
+  return function checkMessage(req, res, next) {
+    const message = pick(req);
+    if (typeof message !== 'string' || message.trim() === '') {
+      res.status(400).json({ error: 'Send a non-empty "message".' });
+      return;
+    }
+    if (message.length > MAX_MESSAGE_LENGTH) {
+      res.status(400).json({ error: `"message" is longer than ${MAX_MESSAGE_LENGTH} characters.` });
+      return;
+    }
+    res.locals.message = message.trim();
+    next();
+  };
+}
+
+module.exports = { createApp };

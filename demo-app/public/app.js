@@ -1,0 +1,180 @@
+'use strict';
+// The agent console: one EventSource per question, reading status, log, token, response and error events.
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const form = $('ask-form');
+  const input = $('message');
+  const sendButton = $('send');
+  const stopButton = $('stop');
+  const connection = $('connection');
+  const banner = $('error-banner');
+  const bannerMessage = $('error-message');
+  const progress = $('progress');
+  const progressFill = $('progress-fill');
+  const progressLabel = $('progress-label');
+  const steps = Array.from(document.querySelectorAll('#steps li'));
+  const answerText = $('answer-text');
+  const log = $('log');
+  const logCount = $('log-count');
+
+  const STATE_LABELS = { idle: 'Idle', running: 'Streaming', done: 'Done', stopped: 'Stopped', error: 'Failed' };
+
+  /** The open EventSource, if a question is running. */
+  let source = null;
+  let lines = 0;
+
+  function setState(state) {
+    document.body.dataset.state = state;
+    connection.dataset.state = state;
+    connection.textContent = STATE_LABELS[state];
+    const running = state === 'running';
+    sendButton.disabled = running;
+    stopButton.disabled = !running;
+  }
+
+  function setProgress(percent, step) {
+    const value = Math.max(0, Math.min(100, Math.round(percent)));
+    progress.setAttribute('aria-valuenow', String(value));
+    progressFill.style.width = `${value}%`;
+    progressLabel.textContent = `${value}%`;
+    const current = steps.findIndex((li) => li.dataset.step === step);
+    steps.forEach((li, index) => {
+      const done = step === 'done' || (current >= 0 && index < current);
+      li.classList.toggle('done', done);
+      li.classList.toggle('active', !done && index === current);
+    });
+  }
+
+  function formatTime(timestamp) {
+    const date = timestamp ? new Date(timestamp) : new Date();
+    if (Number.isNaN(date.getTime())) return '';
+    return date.toLocaleTimeString([], { hour12: false }) + '.' + String(date.getMilliseconds()).padStart(3, '0');
+  }
+
+  const HIDDEN_FIELDS = new Set(['type', 'level', 'message', 'timestamp']);
+
+  /** Appends one log line; everything is set as text, never as HTML. */
+  function addLogLine(level, message, record) {
+    const item = document.createElement('li');
+    item.className = `log-line level-${String(level).replace(/[^a-z]/gi, '')}`;
+    const time = document.createElement('time');
+    time.textContent = formatTime(record && record.timestamp);
+    const badge = document.createElement('span');
+    badge.className = 'level';
+    badge.textContent = level;
+    const body = document.createElement('span');
+    body.className = 'body';
+    const text = document.createElement('span');
+    text.className = 'message';
+    text.textContent = message;
+    body.append(text);
+    const fields = record ? Object.keys(record).filter((key) => !HIDDEN_FIELDS.has(key)) : [];
+    if (fields.length > 0) {
+      const extra = document.createElement('span');
+      extra.className = 'fields';
+      extra.textContent = fields.map((key) => `${key}=${typeof record[key] === 'string' ? record[key] : JSON.stringify(record[key])}`).join(' ');
+      body.append(' ', extra);
+    }
+    item.append(time, badge, body);
+    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
+    log.append(item);
+    if (atBottom) log.scrollTop = log.scrollHeight;
+    lines += 1;
+    logCount.textContent = String(lines);
+    document.body.classList.add('has-log');
+  }
+
+  function showError(message) {
+    bannerMessage.textContent = message;
+    banner.hidden = false;
+  }
+
+  function reset() {
+    banner.hidden = true;
+    bannerMessage.textContent = '';
+    answerText.textContent = '';
+    log.replaceChildren();
+    lines = 0;
+    logCount.textContent = '0';
+    document.body.classList.remove('has-log', 'has-answer');
+    setProgress(0, null);
+  }
+
+  function finish(state) {
+    if (source) source.close();
+    source = null;
+    setState(state);
+  }
+
+  function handle(event) {
+    if (event.data === '[DONE]') {
+      // Closing here keeps EventSource from reconnecting, which would run the agent again.
+      finish(document.body.dataset.state === 'error' ? 'error' : 'done');
+      return;
+    }
+    let data;
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    switch (data.type) {
+      case 'status':
+        setProgress(data.progress, data.step);
+        break;
+      case 'log':
+        addLogLine(data.level || 'info', data.message ?? '', data);
+        break;
+      case 'token':
+        answerText.append(data.text);
+        document.body.classList.add('has-answer');
+        break;
+      case 'response':
+        answerText.textContent = data.content;
+        document.body.classList.add('has-answer');
+        break;
+      case 'error':
+        showError(data.message);
+        setState('error');
+        break;
+    }
+  }
+
+  function ask(message) {
+    if (source) source.close();
+    reset();
+    setState('running');
+    source = new EventSource(`/chat/stream?message=${encodeURIComponent(message)}`);
+    source.onmessage = handle;
+    source.onerror = () => {
+      // A dropped connection (server restarted, network gone). Don't let EventSource rerun the question.
+      if (source === null) return;
+      showError('Lost the connection to the server.');
+      finish('error');
+    };
+  }
+
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const message = input.value.trim();
+    if (message === '') {
+      input.focus();
+      return;
+    }
+    ask(message);
+  });
+
+  stopButton.addEventListener('click', () => {
+    if (!source) return;
+    // Closing the EventSource drops the connection: on the server res.sse.signal aborts and the agent stops.
+    finish('stopped');
+    addLogLine('page', 'You stopped the agent. The server aborts its work.', null);
+  });
+
+  document.querySelectorAll('[data-example]').forEach((chip) => {
+    chip.addEventListener('click', () => {
+      input.value = chip.dataset.example;
+      form.requestSubmit();
+    });
+  });
+})();
