@@ -73,25 +73,30 @@ const ABORT_MESSAGES: Record<CloseReason, string> = {
   close: 'The stream was closed',
 };
 
-/** The `SseStream` behind `res.sse`; created by `sseStream()`, never by users. */
+/**
+ * The `SseStream` behind `res.sse`; created by `sseStream()`, never by users.
+ *
+ * Frames pushed in one tick are joined and handed to `res.write` once, on `process.nextTick`: a lone event leaves
+ * at once, a burst leaves as one chunk. Text not yet written is counted in UTF-16 code units, which is what it
+ * costs in memory.
+ */
 export class ResponseStream implements SseStream {
   readonly lastEventId: string | undefined;
   readonly #response: FlushableResponse;
   readonly #settings: StreamSettings;
-  readonly #abort = new AbortController();
   readonly #flush: (() => void) | undefined;
+  #abort: AbortController | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
   #closeReason: CloseReason | undefined;
   #closing: Promise<void> | undefined;
   #finished: (() => void) | undefined;
-  /** Frames waiting for `'drain'` because the response's own buffer is full. */
-  #queue: string[] = [];
-  #queuedBytes = 0;
+  /** Frames not yet handed to `res.write`: this tick's, or all since the response's buffer filled. */
+  #pending = '';
+  #writeScheduled = false;
+  /** The last `res.write` returned false; the next one waits for `'drain'`. */
   #blocked = false;
   /** `send()` callers waiting for the buffer to fall below `highWaterMark`. */
   #waiters: Array<(sent: boolean) => void> = [];
-  /** Characters written since `send()` last gave the event loop a turn. */
-  #sinceYield = 0;
 
   constructor(response: ServerResponse, settings: StreamSettings) {
     this.#response = response;
@@ -102,18 +107,28 @@ export class ResponseStream implements SseStream {
 
     response.on('drain', () => this.#drain());
     response.on('close', () => this.#onResponseClose());
+    // A route that ends the response itself (res.end(), res.json()) must not lose this tick's events.
+    const end = response.end as (this: ServerResponse, ...args: unknown[]) => ServerResponse;
+    const writePendingNow = (): void => this.#writePendingNow();
+    response.end = function endAfterPending(this: ServerResponse, ...args: unknown[]): ServerResponse {
+      writePendingNow();
+      return end.apply(this, args);
+    } as ServerResponse['end'];
 
-    if (settings.retry !== undefined && settings.format === 'sse') this.#write(encodeRetry(settings.retry));
+    if (settings.retry !== undefined && settings.format === 'sse') this.#enqueue(encodeRetry(settings.retry));
     if (settings.heartbeat > 0) {
       const beat = settings.format === 'sse' ? SSE_HEARTBEAT : NDJSON_HEARTBEAT;
       this.#heartbeat = setInterval(() => {
-        if (!this.#blocked) this.#write(beat);
+        if (!this.#blocked) this.#enqueue(beat);
       }, settings.heartbeat);
       this.#heartbeat.unref();
     }
   }
 
   get signal(): AbortSignal {
+    // Made on first use: most of an idle stream's memory would otherwise be an AbortController nobody reads.
+    this.#abort ??= new AbortController();
+    if (this.#closeReason !== undefined && !this.#abort.signal.aborted) this.#abort.abort(abortReason(this.#closeReason));
     return this.#abort.signal;
   }
 
@@ -128,7 +143,7 @@ export class ResponseStream implements SseStream {
   push(data: unknown, options?: PushOptions): boolean {
     if (this.#closeReason !== undefined) return false;
     const { format, serialize } = this.#settings;
-    return this.#write(format === 'sse' ? encodeEvent(data, options, serialize) : encodeNdjsonLine(data, serialize));
+    return this.#enqueue(format === 'sse' ? encodeEvent(data, options, serialize) : encodeNdjsonLine(data, serialize));
   }
 
   send(data: unknown, options?: PushOptions): Promise<boolean> {
@@ -139,20 +154,18 @@ export class ResponseStream implements SseStream {
       return Promise.reject(error);
     }
     if (!pushed) return NOT_SENT;
-    const { highWaterMark } = this.#settings;
-    if (this.#bufferedBytes() > highWaterMark) return new Promise((resolve) => this.#waiters.push(resolve));
-    // A client that keeps up never makes send() wait, so a tight `await send()` loop would run on microtasks alone
-    // and starve timers and other sockets; every highWaterMark characters it yields one macrotask turn instead.
-    if (this.#sinceYield > highWaterMark) {
-      this.#sinceYield = 0;
-      return new Promise((resolve) => setImmediate(() => resolve(this.#closeReason === undefined)));
-    }
-    return SENT;
+    if (this.#bufferedBytes() <= this.#settings.highWaterMark) return SENT;
+    // Either the client is behind (wait for 'drain'), or a producer that never waits has filled this tick's batch:
+    // then it yields a macrotask turn, so the batch is written and timers and other sockets get their turn too.
+    return new Promise((resolve) => {
+      if (this.#blocked) this.#waiters.push(resolve);
+      else setImmediate(() => this.#resolveWhenBelowMark(resolve));
+    });
   }
 
   comment(text: string): void {
     const frame = encodeComment(text);
-    if (this.#closeReason === undefined && this.#settings.format === 'sse') this.#write(frame);
+    if (this.#closeReason === undefined && this.#settings.format === 'sse') this.#enqueue(frame);
   }
 
   close(): Promise<void> {
@@ -163,8 +176,8 @@ export class ResponseStream implements SseStream {
     }
     this.#closing = new Promise((resolve) => (this.#finished = resolve));
     const { done, format } = this.#settings;
-    const tail = done === undefined ? '' : format === 'sse' ? encodeEvent(done, undefined, String) : `${JSON.stringify(done)}\n`;
-    const rest = this.#queue.join('') + tail;
+    const rest = done === undefined ? this.#pending : this.#pending + (format === 'sse' ? encodeEvent(done, undefined, String) : `${JSON.stringify(done)}\n`);
+    this.#pending = '';
     // Never `res.end(callback)`: compression() hands that argument to Buffer.from() and throws.
     if (rest === '') this.#response.end();
     else this.#response.end(rest);
@@ -172,47 +185,67 @@ export class ResponseStream implements SseStream {
     return this.#closing;
   }
 
-  /** Writes one frame with a single `res.write`, so a heartbeat can never land inside a half-written event. */
-  #write(frame: string): boolean {
-    if (this.#blocked) {
-      this.#queue.push(frame);
-      this.#queuedBytes += Buffer.byteLength(frame);
-      if (this.#bufferedBytes() > this.#settings.maxBuffer) {
-        this.#end('overflow');
-        this.#response.destroy();
-        return false;
-      }
-      return true;
-    }
-    const response = this.#response;
-    if (response.writableEnded) {
-      // The route ended the response itself (res.end(), res.json()); 'close' will follow.
+  /** Adds a whole frame to the pending text, so a heartbeat can never land inside a half-written event. */
+  #enqueue(frame: string): boolean {
+    if (this.#response.writableEnded) {
+      // The route ended the response itself; 'close' will follow.
       this.#end('close');
       return false;
     }
-    this.#blocked = !response.write(frame);
-    this.#flush?.();
-    this.#sinceYield += frame.length;
+    this.#pending += frame;
+    const { maxBuffer } = this.#settings;
+    if (this.#pending.length > maxBuffer || (this.#blocked && this.#bufferedBytes() > maxBuffer)) {
+      this.#end('overflow');
+      this.#response.destroy();
+      return false;
+    }
+    if (!this.#blocked && !this.#writeScheduled) {
+      this.#writeScheduled = true;
+      process.nextTick(ResponseStream.#writePending, this);
+    }
     return true;
   }
 
-  #drain(): void {
-    if (this.#closeReason !== undefined) return;
-    if (this.#queue.length > 0) {
-      const chunk = this.#queue.length === 1 ? this.#queue[0] : this.#queue.join('');
-      this.#queue = [];
-      this.#queuedBytes = 0;
-      this.#blocked = !this.#response.write(chunk);
-      this.#flush?.();
-    } else {
-      this.#blocked = false;
+  /** Hands the pending text to the response in one `res.write`, unless the response's buffer is still full. */
+  static #writePending(stream: ResponseStream): void {
+    stream.#writeScheduled = false;
+    if (stream.#blocked || stream.#pending === '' || stream.#closeReason !== undefined) return;
+    if (stream.#response.writableEnded) {
+      stream.#end('close');
+      return;
     }
-    if (this.#waiters.length > 0 && this.#bufferedBytes() <= this.#settings.highWaterMark) this.#settle(true);
+    const chunk = stream.#pending;
+    stream.#pending = '';
+    stream.#blocked = !stream.#response.write(chunk);
+    stream.#flush?.();
   }
 
-  /** Bytes written but not yet handed to the kernel: this stream's queue plus the response's and socket's buffers. */
+  /** Before the response ends: hand over everything pending, even past a full buffer (it is bounded by maxBuffer). */
+  #writePendingNow(): void {
+    if (this.#pending === '' || this.#closeReason !== undefined) return;
+    const chunk = this.#pending;
+    this.#pending = '';
+    this.#response.write(chunk);
+    this.#flush?.();
+  }
+
+  #drain(): void {
+    this.#blocked = false;
+    ResponseStream.#writePending(this);
+    if (this.#waiters.length > 0 && !this.#blocked) this.#settle(true);
+  }
+
+  #resolveWhenBelowMark(resolve: (sent: boolean) => void): void {
+    // Once the response has said it is full, wait for its 'drain': behind compression() the bytes waiting in zlib
+    // are not in writableLength, so the count alone would let the producer run ahead.
+    if (this.#closeReason !== undefined) resolve(false);
+    else if (this.#blocked) this.#waiters.push(resolve);
+    else resolve(true);
+  }
+
+  /** Text waiting for the client: the pending frames plus the response's and socket's buffers. */
   #bufferedBytes(): number {
-    return this.#queuedBytes + this.#response.writableLength;
+    return this.#pending.length + this.#response.writableLength;
   }
 
   #onResponseClose(): void {
@@ -220,15 +253,14 @@ export class ResponseStream implements SseStream {
     this.#finished?.();
   }
 
-  /** Marks the stream closed, once: stops the heartbeat, drops the queue, releases waiters, aborts the signal. */
+  /** Marks the stream closed, once: stops the heartbeat, drops pending text, releases waiters, aborts the signal. */
   #end(reason: CloseReason): void {
     if (this.#closeReason !== undefined) return;
     this.#closeReason = reason;
     clearInterval(this.#heartbeat);
-    this.#queue = [];
-    this.#queuedBytes = 0;
+    this.#pending = '';
     this.#settle(false);
-    this.#abort.abort(new DOMException(ABORT_MESSAGES[reason], 'AbortError'));
+    this.#abort?.abort(abortReason(reason));
   }
 
   #settle(sent: boolean): void {
@@ -236,4 +268,8 @@ export class ResponseStream implements SseStream {
     this.#waiters = [];
     for (const resolve of waiters) resolve(sent);
   }
+}
+
+function abortReason(reason: CloseReason): DOMException {
+  return new DOMException(ABORT_MESSAGES[reason], 'AbortError');
 }
