@@ -107,11 +107,12 @@ export class ResponseStream implements SseStream {
 
     response.on('drain', () => this.#drain());
     response.on('close', () => this.#onResponseClose());
-    // A route that ends the response itself (res.end(), res.json()) must not lose this tick's events.
+    // A route that ends the response itself (res.end(), res.json()) must not lose what it pushed: pending text goes
+    // first, even past a full buffer (it is bounded by maxBuffer).
     const end = response.end as (this: ServerResponse, ...args: unknown[]) => ServerResponse;
-    const writePendingNow = (): void => this.#writePendingNow();
+    const writeAll = (): void => this.#write();
     response.end = function endAfterPending(this: ServerResponse, ...args: unknown[]): ServerResponse {
-      writePendingNow();
+      writeAll();
       return end.apply(this, args);
     } as ServerResponse['end'];
 
@@ -206,32 +207,28 @@ export class ResponseStream implements SseStream {
     return true;
   }
 
-  /** Hands the pending text to the response in one `res.write`, unless the response's buffer is still full. */
+  /** On the tick after a push: writes the tick's frames, unless the response's buffer is still full. */
   static #writePending(stream: ResponseStream): void {
     stream.#writeScheduled = false;
-    if (stream.#blocked || stream.#pending === '' || stream.#closeReason !== undefined) return;
-    if (stream.#response.writableEnded) {
-      stream.#end('close');
-      return;
-    }
-    const chunk = stream.#pending;
-    stream.#pending = '';
-    stream.#blocked = !stream.#response.write(chunk);
-    stream.#flush?.();
+    if (!stream.#blocked) stream.#write();
   }
 
-  /** Before the response ends: hand over everything pending, even past a full buffer (it is bounded by maxBuffer). */
-  #writePendingNow(): void {
+  /** Hands all pending text to the response in one `res.write`. */
+  #write(): void {
     if (this.#pending === '' || this.#closeReason !== undefined) return;
+    if (this.#response.writableEnded) {
+      this.#end('close');
+      return;
+    }
     const chunk = this.#pending;
     this.#pending = '';
-    this.#response.write(chunk);
+    this.#blocked = !this.#response.write(chunk);
     this.#flush?.();
   }
 
   #drain(): void {
     this.#blocked = false;
-    ResponseStream.#writePending(this);
+    this.#write();
     if (this.#waiters.length > 0 && !this.#blocked) this.#settle(true);
   }
 
