@@ -36,8 +36,15 @@ export function encodeEvent(data: unknown, options: PushOptions | undefined, ser
     if (options.id !== undefined) frame += `id: ${idValue(options.id)}\n`;
     if (options.retry !== undefined) frame += `retry: ${retryValue(options.retry, 'retry')}\n`;
   }
-  const text = typeof data === 'string' ? data : serialized(data, serialize);
-  return LINE_BREAK.test(text) ? `${frame}data: ${text.split(LINE_BREAK).join('\ndata: ')}\n\n` : `${frame}data: ${text}\n\n`;
+  if (typeof data === 'string') return frame + dataLines(data);
+  const text = serialized(data, serialize);
+  // JSON.stringify without indentation escapes every line break, so its output needs no scan.
+  return serialize === JSON.stringify ? `${frame}data: ${text}\n\n` : frame + dataLines(text);
+}
+
+/** One `data:` line per line of `text` (split on CRLF, CR and LF), then the blank line that ends the event. */
+function dataLines(text: string): string {
+  return LINE_BREAK.test(text) ? `data: ${text.split(LINE_BREAK).join('\ndata: ')}\n\n` : `data: ${text}\n\n`;
 }
 
 /**
@@ -47,7 +54,7 @@ export function encodeEvent(data: unknown, options: PushOptions | undefined, ser
  */
 export function encodeNdjsonLine(data: unknown, serialize: Serializer): string {
   const text = serialized(data, serialize);
-  if (text.includes('\n') || text.includes('\r')) {
+  if (serialize !== JSON.stringify && (text.includes('\n') || text.includes('\r'))) {
     throw new TypeError('data: the serializer returned a line break, which would split one NDJSON value into two lines');
   }
   return `${text}\n`;

@@ -44,6 +44,13 @@ export class SseTransport extends TransportStream {
     this.on('pipe', stampOnWrite);
   }
 
+  /** Drops records logged outside any open stream before winston-transport formats and level-checks them. */
+  override _write(info: LogRecord, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    const stream = info[STREAM] as SseStream | undefined;
+    if (stream === undefined || stream.closed) callback();
+    else super._write(info, encoding, callback);
+  }
+
   /** Called by winston for each record; sends it to the stream it was logged from, if that one is still open. */
   override log(info: LogRecord, next: () => void): void {
     const stream = info[STREAM] as SseStream | undefined;
