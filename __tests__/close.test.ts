@@ -18,6 +18,7 @@ interface Observed {
 describe('close()', () => {
   let server: TestServer;
   const flushRoute = deferred<express.Response>();
+  const stalledRoute = deferred<express.Response>();
   let observed: Observed = { abortEvents: 0 };
   const lastEventIds = new Map<string, { header: string | undefined; lastEventId: string | undefined }>();
   const closeErrors: unknown[] = [];
@@ -27,6 +28,9 @@ describe('close()', () => {
     // The test drives this one: it pushes while the client is not reading, then closes.
     app.get('/flush', sseStream({ done: '[DONE]', heartbeat: 0, maxBuffer: 64 * 1024 * 1024 }), (_req, res) => {
       flushRoute.resolve(res);
+    });
+    app.get('/stalled', sseStream({ done: '[DONE]', heartbeat: 50, maxBuffer: 64 * 1024 * 1024 }), (_req, res) => {
+      stalledRoute.resolve(res);
     });
     app.get('/twice', sseStream({ done: '[DONE]', heartbeat: 0 }), async (_req, res) => {
       res.sse.push('a');
@@ -89,6 +93,22 @@ describe('close()', () => {
     expect(client.events[count]?.data).toBe('[DONE]');
     expect(client.raw().endsWith('data: [DONE]\n\n')).toBe(true);
     expect(res.sse.closeReason).toBe('close');
+  });
+
+  it('does not wait forever for a client that never reads again: it is dropped after a heartbeat period without progress', async () => {
+    const client = await openStream(`${server.url}/stalled`, { paused: true });
+    const res = await stalledRoute.promise;
+    await pushUntilResponseFull(res, (i) => `${i} ${'y'.repeat(1000)}`);
+    let settled = false;
+    const closing = res.sse.close().then(() => (settled = true));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(settled).toBe(false);
+    // The client never reads again: close() settles only because the stalled connection was dropped.
+    await closing;
+    expect(res.sse.closeReason).toBe('close');
+    expect(res.destroyed).toBe(true);
+    expect(client.response.complete).toBe(false);
+    client.abort();
   });
 
   it('can be called twice (and again after it finished): every call settles and done is sent once', async () => {

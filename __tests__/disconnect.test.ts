@@ -1,4 +1,5 @@
 import { createHook } from 'node:async_hooks';
+import http from 'node:http';
 import express from 'express';
 import { sseStream } from '../lib';
 import { deferred, pushUntilResponseFull, type Deferred } from './helpers/deferred';
@@ -53,6 +54,11 @@ describe('client disconnect', () => {
   let producer = deferred<Producer>();
   const endedByRoute = deferred<{ pushAfterEnd: boolean; sendAfterEnd: boolean; res: express.Response }>();
   const endedWhileBehind = deferred<express.Response>();
+  const slowAuth = {
+    entered: deferred(),
+    release: deferred(),
+    route: deferred<{ closed: boolean; closeReason: string | undefined; aborted: boolean; pushed: boolean }>(),
+  };
   const responseErrors: unknown[] = [];
   const uncaught: unknown[] = [];
   const onUncaught = (error: unknown): void => void uncaught.push(error);
@@ -98,6 +104,21 @@ describe('client disconnect', () => {
       res.on('error', (error) => responseErrors.push(error));
       endedWhileBehind.resolve(res);
     });
+    // An earlier middleware that awaits (auth, a session store) while the client gives up.
+    app.get(
+      '/slow-auth',
+      async (_req, _res, next) => {
+        slowAuth.entered.resolve();
+        await slowAuth.release.promise;
+        next();
+      },
+      trackFrom,
+      sseStream({ heartbeat: 20 }),
+      (_req, res) => {
+        timers.tracking = false;
+        slowAuth.route.resolve({ closed: res.sse.closed, closeReason: res.sse.closeReason, aborted: res.sse.signal.aborted, pushed: res.sse.push('x') });
+      },
+    );
     server = await listen(app);
   });
   afterAll(async () => {
@@ -142,6 +163,19 @@ describe('client disconnect', () => {
     // And the process's ref'd timers are back to where they were before the stream opened.
     await eventually(() => activeTimeouts() <= baseline, 5000, `active Timeouts back to ${baseline}`);
     expect(state.sent).toBe(sentAtStop);
+  });
+
+  it('a client that left while an earlier middleware awaited gets a stream that is already closed, with no timer left', async () => {
+    // No headers come back before the middleware lets go, so this client gives up on a bare request.
+    const request = http.get(`${server.url}/slow-auth`, { agent: false });
+    request.on('error', () => undefined);
+    await slowAuth.entered.promise;
+    request.destroy();
+    await delay(50);
+    slowAuth.release.resolve();
+    await expect(slowAuth.route.promise).resolves.toEqual({ closed: true, closeReason: 'disconnect', aborted: true, pushed: false });
+    await eventually(() => timers.live.size === 0, 5000, 'the heartbeat timer to be cleared');
+    expect(timers.created.size).toBeGreaterThan(0);
   });
 
   it('releases a producer that is waiting in send() for a client that stopped reading', async () => {

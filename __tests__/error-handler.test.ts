@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import express from 'express';
 import request from 'supertest';
 import { sseErrorHandler, sseStream } from '../lib';
@@ -22,6 +23,15 @@ async function readToEnd(url: string): Promise<StreamClient> {
   }
   return client;
 }
+
+/** Resolves once a route began its work, so the test can leave at that moment. */
+function startSignal(): { started(): void; promise: Promise<void> } {
+  let started!: () => void;
+  const promise = new Promise<void>((resolve) => (started = resolve));
+  return { started, promise };
+}
+const abortedWork = startSignal();
+const failedAfterDisconnect = startSignal();
 
 describe('sseErrorHandler()', () => {
   let server: TestServer;
@@ -61,6 +71,19 @@ describe('sseErrorHandler()', () => {
     });
     app.get('/plain-400', () => {
       throw Object.assign(new Error('Bad prompt'), { status: 400, expose: true });
+    });
+    app.get('/aborted-work', sseStream({ heartbeat: 0 }), async (_req, res) => {
+      abortedWork.started();
+      // The work stops because the client left: the rejection is the stream's own abort.
+      await sleep(60_000, undefined, { signal: res.sse.signal });
+    });
+    app.get('/failed-after-disconnect', sseStream({ heartbeat: 0 }), async (_req, res) => {
+      failedAfterDisconnect.started();
+      await new Promise((resolve) => res.sse.signal.addEventListener('abort', resolve));
+      throw new Error('the database went away too');
+    });
+    app.get('/refusing-serializer', sseStream({ heartbeat: 0, serialize: () => { throw new Error('no objects'); } }), () => {
+      throw new Error(SECRET);
     });
     app.get('/ok', (_req, res) => {
       res.send('still serving');
@@ -110,6 +133,34 @@ describe('sseErrorHandler()', () => {
     expect(raw).not.toMatch(/\bat .*:\d+/);
     expect(raw).not.toContain('stack');
     // The error was handled, not passed on.
+    expect(passedOn).toEqual([]);
+    await expectStillServing();
+  });
+
+  it("treats the work's own abort after the client left as expected: not passed on to be logged", async () => {
+    const client = await openStream(`${server.url}/aborted-work`);
+    await abortedWork.promise;
+    client.abort();
+    await delay(100);
+    expect(passedOn).toEqual([]);
+    await expectStillServing();
+  });
+
+  it('passes any other error after the client left on to next(err)', async () => {
+    const client = await openStream(`${server.url}/failed-after-disconnect`);
+    await failedAfterDisconnect.promise;
+    client.abort();
+    const deadline = Date.now() + 5000;
+    while (passedOn.length === 0 && Date.now() < deadline) await delay(10);
+    expect(passedOn).toHaveLength(1);
+    expect((passedOn[0] as Error).message).toBe('the database went away too');
+    await expectStillServing();
+  });
+
+  it('still ends the stream cleanly when a custom serializer refuses the error event', async () => {
+    const client = await readToEnd(`${server.url}/refusing-serializer`);
+    expect(client.response.complete).toBe(true);
+    expect(client.raw()).not.toContain('hunter2');
     expect(passedOn).toEqual([]);
     await expectStillServing();
   });

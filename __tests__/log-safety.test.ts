@@ -57,8 +57,29 @@ const levelLogger = watch(winston.createLogger({ level: 'silly', transports: [wa
 const namedSse = watch(new SseTransport({ event: 'log-line' }));
 const namedLogger = watch(winston.createLogger({ level: 'info', transports: [namedSse] }));
 
-const everyTransport = [safeSse, safeSibling.transport, jsonSse, jsonSibling.transport, colorSse, colorSibling.transport, warnSse, namedSse];
-const everyLogger = [safeLogger, jsonLogger, colorLogger, levelLogger, namedLogger];
+// The transport's own format: one that throws on what it is given, and one that rebuilds the record from scratch.
+const throwingFormatSse = watch(new SseTransport({ format: winston.format.json() }));
+const throwingFormatSibling = recordingSibling();
+const throwingFormatLogger = watch(
+  winston.createLogger({ level: 'info', format: passThrough, transports: [throwingFormatSse, watch(throwingFormatSibling.transport)] }),
+);
+const rebuildingSse = watch(new SseTransport({ format: winston.format((info) => ({ level: info.level, message: `rebuilt ${String(info.message)}` }))() }));
+const rebuildingLogger = watch(winston.createLogger({ level: 'info', transports: [rebuildingSse] }));
+
+const everyTransport = [
+  safeSse,
+  safeSibling.transport,
+  jsonSse,
+  jsonSibling.transport,
+  colorSse,
+  colorSibling.transport,
+  warnSse,
+  namedSse,
+  throwingFormatSse,
+  throwingFormatSibling.transport,
+  rebuildingSse,
+];
+const everyLogger = [safeLogger, jsonLogger, colorLogger, levelLogger, namedLogger, throwingFormatLogger, rebuildingLogger];
 const drained = (): boolean =>
   everyLogger.every((logger) => logger.writableLength === 0 && logger.readableLength === 0) &&
   everyTransport.every((transport) => transport.writableLength === 0);
@@ -473,6 +494,42 @@ describe('SseTransport safety', () => {
     expect(events).toHaveLength(1);
     expect(events[0].event).toBe('log-line');
     expect(parseObject(events[0].data)).toEqual({ type: 'log', level: 'info', message: 'named' });
+  });
+
+  it("never lets its own format's exception reach logger.info(); the next record still arrives", async () => {
+    const session = await openSession();
+    // Our transport leaves functions out of the event, but its json() format calls this and throws.
+    const hostile = {
+      toJSON() {
+        throw new Error('toJSON exploded');
+      },
+    };
+    const thrown = logIn(session, () => throwingFormatLogger.info('hostile', hostile));
+    logIn(session, () => throwingFormatLogger.info('after'));
+    expect(thrown).toBeUndefined();
+    const events = (await session.finish()).map((event) => parseObject(event.data));
+    // json() could not format the first record, so winston-transport dropped it; the logger and the stream live on.
+    expect(events.map((event) => event.message)).toEqual(['after']);
+    expect(throwingFormatSibling.records.map((record) => record.message)).toEqual(['hostile', 'after']);
+  });
+
+  it('routes records that its own format rebuilt as new objects (without the stamp)', async () => {
+    const session = await openSession();
+    logIn(session, () => rebuildingLogger.info('one'));
+    const events = (await session.finish()).map((event) => parseObject(event.data));
+    expect(events).toEqual([{ type: 'log', level: 'info', message: 'rebuilt one' }]);
+  });
+
+  it('keeps a field named __proto__ as a field, so an inherited toJSON cannot replace the event', async () => {
+    const session = await openSession();
+    // logger.info(message, meta) would copy meta with Object.assign, which itself turns the key into a prototype;
+    // logger.write(record) hands the record over as it is.
+    const record = JSON.parse('{"__proto__": {"toJSON": "not a function"}, "other": 1, "level": "info", "message": "proto"}') as LogRecord;
+    logIn(session, () => safeLogger.write(record));
+    const events = (await session.finish()).map((event) => parseObject(event.data));
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ type: 'log', message: 'proto', other: 1 });
+    expect(Object.prototype.hasOwnProperty.call(events[0], '__proto__')).toBe(true);
   });
 
   it('throws a TypeError at construction for an event name holding CR or LF', () => {

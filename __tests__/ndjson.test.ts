@@ -132,6 +132,8 @@ describe("format: 'auto'", () => {
     await client.ended;
     expect(accepts).toEqual([undefined]);
     expect(client.headers['content-type']).toBe(EVENT_STREAM);
+    // The format depends on Accept, so caches must key on it.
+    expect(client.headers['vary']).toBe('Accept');
     expect(client.events.map((event) => event.data)).toEqual(['{"n":1}', 'text']);
   });
 });

@@ -6,21 +6,63 @@
  * EventSource spec would read them as a field or event boundary).
  */
 
-/** Options of a single event. */
+/** Options of a single event; NDJSON streams ignore them. */
 export interface PushOptions {
-  /** Event name, sent as the `event:` field; listeners get it with `addEventListener(name, ...)`. Default: none (a `message` event). */
+  /**
+   * Event name, sent as the `event:` field; browsers listen with `addEventListener(name, ...)`. Must not contain CR,
+   * LF or NUL. Default: none (a `message` event).
+   */
   event?: string;
-  /** Event id, sent as the `id:` field; the browser sends the last one back as `Last-Event-ID` when it reconnects. */
+  /**
+   * Event id, sent as the `id:` field; the browser sends the last one back as `Last-Event-ID` when it reconnects.
+   * A string without CR, LF or NUL, or a finite number. Default: none.
+   */
   id?: string | number;
-  /** Reconnection delay for the browser, in milliseconds, sent as the `retry:` field. */
+  /** Reconnection delay for the browser in milliseconds (a non-negative integer), sent as `retry:`. Default: none. */
   retry?: number;
 }
 
 /** Turns a pushed value that is not a string into text. */
 export type Serializer = (value: unknown) => string;
 
+/** How one wire format writes each kind of frame; a stream picks one when it opens. */
+export interface WireFormat {
+  /** One pushed value. */
+  event(data: unknown, options: PushOptions | undefined, serialize: Serializer): string;
+  /** A comment, or `''` where the format has none. */
+  comment(text: string): string;
+  /** What the heartbeat writes. */
+  heartbeat: string;
+  /** The `done` terminator. */
+  done(data: string): string;
+  /** The frame that sets the browser's reconnection delay, or `''` where the format has none. */
+  retry(milliseconds: number): string;
+}
+
 const LINE_BREAK = /\r\n|\r|\n/;
+const LINE_BREAKS = /\r\n|\r|\n/g;
 const FORBIDDEN_IN_FIELD = /[\r\n\0]/;
+
+/** `text/event-stream`, as the EventSource spec reads it. */
+export const SSE: WireFormat = {
+  event: encodeEvent,
+  comment: (text) => `: ${checkedText(text).replace(LINE_BREAKS, '\n: ')}\n\n`,
+  heartbeat: ': ping\n\n',
+  done: dataLines,
+  retry: (milliseconds) => `retry: ${nonNegativeInteger(milliseconds, 'retry')}\n\n`,
+};
+
+/** `application/x-ndjson`: one JSON value per line; event names, ids, retry and comments do not exist in it. */
+export const NDJSON: WireFormat = {
+  event: (data, _options, serialize) => encodeNdjsonLine(data, serialize),
+  comment: (text) => {
+    checkedText(text);
+    return '';
+  },
+  heartbeat: '\n',
+  done: (data) => `${JSON.stringify(data)}\n`,
+  retry: () => '',
+};
 
 /**
  * Encodes one SSE event: `event:`, `id:`, `retry:` when given, then one `data:` line per line of the data, then the
@@ -34,7 +76,7 @@ export function encodeEvent(data: unknown, options: PushOptions | undefined, ser
   if (options !== undefined) {
     if (options.event !== undefined) frame += `event: ${fieldValue('event', options.event)}\n`;
     if (options.id !== undefined) frame += `id: ${idValue(options.id)}\n`;
-    if (options.retry !== undefined) frame += `retry: ${retryValue(options.retry, 'retry')}\n`;
+    if (options.retry !== undefined) frame += `retry: ${nonNegativeInteger(options.retry, 'retry')}\n`;
   }
   if (typeof data === 'string') return frame + dataLines(data);
   const text = serialized(data, serialize);
@@ -44,7 +86,7 @@ export function encodeEvent(data: unknown, options: PushOptions | undefined, ser
 
 /** One `data:` line per line of `text` (split on CRLF, CR and LF), then the blank line that ends the event. */
 function dataLines(text: string): string {
-  return LINE_BREAK.test(text) ? `data: ${text.split(LINE_BREAK).join('\ndata: ')}\n\n` : `data: ${text}\n\n`;
+  return `data: ${text.replace(LINE_BREAKS, '\ndata: ')}\n\n`;
 }
 
 /**
@@ -52,23 +94,17 @@ function dataLines(text: string): string {
  *
  * @throws TypeError for `undefined` data, data `serialize` cannot encode, or a serialisation holding a line break.
  */
-export function encodeNdjsonLine(data: unknown, serialize: Serializer): string {
+function encodeNdjsonLine(data: unknown, serialize: Serializer): string {
   const text = serialized(data, serialize);
-  if (serialize !== JSON.stringify && (text.includes('\n') || text.includes('\r'))) {
+  if (serialize !== JSON.stringify && LINE_BREAK.test(text)) {
     throw new TypeError('data: the serializer returned a line break, which would split one NDJSON value into two lines');
   }
   return `${text}\n`;
 }
 
-/** Encodes a comment: one `:` line per line of `text`, then a blank line. It can never become a field or an event. */
-export function encodeComment(text: string): string {
+function checkedText(text: unknown): string {
   if (typeof text !== 'string') throw new TypeError(`comment: expected a string, got ${describe(text)}`);
-  return `: ${text.split(LINE_BREAK).join('\n: ')}\n\n`;
-}
-
-/** Encodes a frame holding only the `retry:` field, in milliseconds. */
-export function encodeRetry(milliseconds: number): string {
-  return `retry: ${retryValue(milliseconds, 'retry')}\n\n`;
+  return text;
 }
 
 function serialized(data: unknown, serialize: Serializer): string {
@@ -102,10 +138,10 @@ function idValue(id: unknown): string {
   return fieldValue('id', id);
 }
 
-/** Checks a millisecond count that goes on the wire as `retry:`; `name` is the option or field it came from. */
-export function retryValue(value: unknown, name: string): number {
+/** Checks a count (milliseconds, bytes) that must be a non-negative safe integer; `name` is where it came from. */
+export function nonNegativeInteger(value: unknown, name: string): number {
   if (!Number.isSafeInteger(value) || (value as number) < 0) {
-    throw new TypeError(`${name}: expected a non-negative integer number of milliseconds, got ${describe(value)}`);
+    throw new TypeError(`${name}: expected a non-negative integer, got ${describe(value)}`);
   }
   return value as number;
 }

@@ -10,7 +10,8 @@ const GENERIC_MESSAGE = 'Internal Server Error';
  * Express error middleware for `sseStream()` routes. Once the headers are sent an error can no longer become an HTTP
  * error (Express would drop the connection, and the browser would reconnect and run the work again), so when the
  * failing request has an open stream this sends a plain message event with data
- * `{ "type": "error", "message": <safe message> }` and closes the stream. Every other request goes on to `next(err)`.
+ * `{ "type": "error", "message": <safe message> }` and closes the stream. Every other request goes on to `next(err)`,
+ * except the abort of a stream whose client already left: the work stopping because of `res.sse.signal` is expected.
  *
  * The message is the error's own only when it is marked safe to show (`expose: true`, as http-errors sets for
  * status < 500); otherwise it is `"Internal Server Error"`. Never a stack trace. Mount it after your routes, and
@@ -19,19 +20,39 @@ const GENERIC_MESSAGE = 'Internal Server Error';
 export function sseErrorHandler(): ErrorRequestHandler {
   return function sseErrorMiddleware(error: unknown, _req, res, next) {
     const stream = (res as { sse?: SseStream }).sse;
-    if (stream === undefined || stream.closed) {
+    if (stream === undefined) {
       next(error);
       return;
     }
-    stream.push({ type: 'error', message: safeMessage(error) });
+    if (stream.closed) {
+      // The work's own abort after the client left (`sleep(ms, v, { signal })`, `fetch(url, { signal })`) is not a
+      // failure worth a stack trace in the server's log; anything else still goes on to `next`.
+      if (!isAbortOf(stream, error)) next(error);
+      return;
+    }
+    try {
+      stream.push({ type: 'error', message: safeMessage(error) });
+    } catch {
+      // Only a custom `serialize` that refuses a plain object gets here; the stream still ends cleanly below.
+    }
+    // Ended, not dropped: a dropped connection makes EventSource reconnect and run the work again.
     void stream.close();
   };
 }
 
+function isAbortOf(stream: SseStream, error: unknown): boolean {
+  const { reason } = stream.signal;
+  return error === reason || (typeof error === 'object' && error !== null && (error as { cause?: unknown }).cause === reason);
+}
+
 function safeMessage(error: unknown): string {
   if (error === null || typeof error !== 'object') return GENERIC_MESSAGE;
-  const { expose, message, status, statusCode } = error as Partial<Record<'expose' | 'message' | 'status' | 'statusCode', unknown>>;
-  const code = status ?? statusCode;
-  const clientError = typeof code === 'number' && code >= 400 && code < 500;
-  return expose === true && clientError && typeof message === 'string' ? message : GENERIC_MESSAGE;
+  try {
+    const { expose, message, status, statusCode } = error as Partial<Record<'expose' | 'message' | 'status' | 'statusCode', unknown>>;
+    const code = status ?? statusCode;
+    const clientError = typeof code === 'number' && code >= 400 && code < 500;
+    return expose === true && clientError && typeof message === 'string' ? message : GENERIC_MESSAGE;
+  } catch {
+    return GENERIC_MESSAGE;
+  }
 }

@@ -6,11 +6,10 @@ import { validateHeaderName, validateHeaderValue } from 'node:http';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { RequestHandler } from 'express';
 import { runWithStream } from './context';
-import { describe, retryValue, type Serializer } from './encode';
-import { ResponseStream, type SseStream, type StreamFormat, type StreamSettings } from './stream';
+import { describe, NDJSON, nonNegativeInteger, SSE, type Serializer, type WireFormat } from './encode';
+import { ResponseStream, type SseStream, type StreamSettings } from './stream';
 
 declare global {
-  // eslint-disable-next-line @typescript-eslint/no-namespace
   namespace Express {
     interface Response {
       /**
@@ -24,22 +23,31 @@ declare global {
 
 /** Options of `sseStream()`. Every one is optional; a bad value throws a `TypeError` when `sseStream()` is called. */
 export interface SseStreamOptions {
-  /** Browser reconnection delay in milliseconds, sent as `retry:` before any event. Default: none (browsers use ~3 s). */
+  /** Browser reconnection delay in milliseconds, sent as `retry:` before any event (SSE only). Default: none (browsers use about 3 s). */
   retry?: number;
-  /** Milliseconds between heartbeat comments that keep proxies from closing an idle stream; `0` turns them off. Default: 15000. */
+  /**
+   * Milliseconds between heartbeats that keep proxies from closing an idle stream (`: ping` in SSE, an empty line in
+   * NDJSON); `0` turns them off; at most 2147483647. After `close()`, a client that reads nothing for this long is
+   * dropped. Default: 15000.
+   */
   heartbeat?: number;
   /**
-   * `'sse'` (`text/event-stream`), `'ndjson'` (`application/x-ndjson`, one JSON value per line), or `'auto'`: ndjson
-   * when the request's `Accept` header prefers `application/x-ndjson`, SSE otherwise. Default: `'sse'`.
+   * `'sse'` (`text/event-stream`), `'ndjson'` (`application/x-ndjson`, one JSON value per line), or `'auto'`: NDJSON
+   * when the request's `Accept` header prefers `application/x-ndjson`, SSE otherwise (and `Vary: Accept`).
+   * Default: `'sse'`.
    */
   format?: 'sse' | 'ndjson' | 'auto';
   /** Data sent as the last event when the stream is closed with `close()`, e.g. `'[DONE]'`. Default: none. */
   done?: string;
-  /** Bytes waiting for the client above which `send()` waits for it to catch up. Default: 65536 (64 KiB). */
+  /**
+   * How much encoded text (in characters, which are bytes for ASCII) may wait for the client before `send()` waits.
+   * Below the socket's own buffer (16 KiB) it acts like that buffer. Default: 65536 (64 KiB).
+   */
   highWaterMark?: number;
   /**
-   * Bytes a slow or stalled client may keep waiting; past it the stream closes with `closeReason` `'overflow'` and the
-   * connection is dropped. Must be at least `highWaterMark`. Default: 4194304 (4 MiB).
+   * How much encoded text (in characters) a stream may hold for a slow or stalled client, or build up in one
+   * synchronous burst of `push()` calls; past it the stream closes with `closeReason` `'overflow'` and the connection
+   * is dropped. At least `highWaterMark`. Default: 4194304 (4 MiB), or `highWaterMark` when that is larger.
    */
   maxBuffer?: number;
   /** Extra response headers, set after the defaults (so they can override them). Default: none. */
@@ -54,20 +62,27 @@ const DEFAULTS = {
   maxBuffer: 4 * 1024 * 1024,
 } as const;
 
-const FORMATS = ['sse', 'ndjson', 'auto'] as const;
-const KNOWN_OPTIONS = new Set(['retry', 'heartbeat', 'format', 'done', 'highWaterMark', 'maxBuffer', 'headers', 'serialize']);
+/** Every option's name, checked against the interface so the two cannot drift apart. */
+const KNOWN_OPTIONS = new Set(
+  Object.keys({
+    retry: true,
+    heartbeat: true,
+    format: true,
+    done: true,
+    highWaterMark: true,
+    maxBuffer: true,
+    headers: true,
+    serialize: true,
+  } satisfies Record<keyof SseStreamOptions, true>),
+);
 /** The longest delay `setInterval` honours; a longer one fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-const CONTENT_TYPES: Record<StreamFormat, string> = {
-  sse: 'text/event-stream; charset=utf-8',
-  ndjson: 'application/x-ndjson; charset=utf-8',
-};
-
-type Config = Omit<StreamSettings, 'format' | 'lastEventId'> & {
-  format: NonNullable<SseStreamOptions['format']>;
-  headers: Array<[string, OutgoingHttpHeaders[string]]>;
-};
+/** One wire format, ready to serve: its content type and the stream settings built for it once. */
+interface Served {
+  contentType: string;
+  settings: StreamSettings;
+}
 
 /**
  * Express middleware that turns the response into an event stream.
@@ -80,31 +95,30 @@ type Config = Omit<StreamSettings, 'format' | 'lastEventId'> & {
  * @throws TypeError naming the option when an option is invalid.
  */
 export function sseStream(options: SseStreamOptions = {}): RequestHandler {
-  const config = resolveOptions(options);
+  const { format, headers, sse, ndjson } = resolveOptions(options);
   return function sseStreamMiddleware(req, res, next) {
-    const format: StreamFormat =
-      config.format === 'auto'
-        ? req.accepts(['text/event-stream', 'application/x-ndjson']) === 'application/x-ndjson'
-          ? 'ndjson'
-          : 'sse'
-        : config.format;
+    const served =
+      format === 'sse' ||
+      (format === 'auto' && req.accepts(['text/event-stream', 'application/x-ndjson']) !== 'application/x-ndjson')
+        ? sse
+        : ndjson;
     res.statusCode = 200;
-    res.setHeader('Content-Type', CONTENT_TYPES[format]);
+    res.setHeader('Content-Type', served.contentType);
     // no-transform also tells compression() to leave the stream alone, so no event waits in a gzip buffer.
     res.setHeader('Cache-Control', 'no-cache, no-transform');
     res.setHeader('X-Accel-Buffering', 'no');
     if (req.httpVersionMajor < 2) res.setHeader('Connection', 'keep-alive');
-    for (const [name, value] of config.headers) res.setHeader(name, value as string | number | readonly string[]);
+    if (format === 'auto') res.setHeader('Vary', 'Accept');
+    for (const [name, value] of headers) res.setHeader(name, value as string | number | readonly string[]);
     res.flushHeaders();
 
-    const lastEventId = req.get('Last-Event-ID');
-    const stream = new ResponseStream(res, { ...config, format, lastEventId: lastEventId || undefined });
+    const stream = new ResponseStream(res, served.settings, req.get('Last-Event-ID') || undefined);
     res.sse = stream;
     runWithStream(stream, next);
   };
 }
 
-function resolveOptions(options: SseStreamOptions): Config {
+function resolveOptions(options: SseStreamOptions) {
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`sseStream(options): expected an object, got ${describe(options)}`);
   }
@@ -112,43 +126,41 @@ function resolveOptions(options: SseStreamOptions): Config {
     if (!KNOWN_OPTIONS.has(key)) throw new TypeError(`${key}: not an option of sseStream()`);
   }
   const { retry, format = 'sse', done, serialize = JSON.stringify as Serializer, headers = {} } = options;
-  const heartbeat = milliseconds(options.heartbeat ?? DEFAULTS.heartbeat, 'heartbeat');
-  const highWaterMark = byteCount(options.highWaterMark ?? DEFAULTS.highWaterMark, 'highWaterMark');
-  const maxBuffer = byteCount(options.maxBuffer ?? DEFAULTS.maxBuffer, 'maxBuffer');
+  if (!(['sse', 'ndjson', 'auto'] as unknown[]).includes(format)) {
+    throw new TypeError(`format: expected one of 'sse', 'ndjson', 'auto', got ${describe(format)}`);
+  }
+  const heartbeat = nonNegativeInteger(options.heartbeat ?? DEFAULTS.heartbeat, 'heartbeat');
+  if (heartbeat > MAX_TIMER_MS) throw new TypeError(`heartbeat: at most ${MAX_TIMER_MS} milliseconds, got ${heartbeat}`);
+  const highWaterMark = nonNegativeInteger(options.highWaterMark ?? DEFAULTS.highWaterMark, 'highWaterMark');
+  const maxBuffer = nonNegativeInteger(options.maxBuffer ?? Math.max(DEFAULTS.maxBuffer, highWaterMark), 'maxBuffer');
   if (maxBuffer < highWaterMark) {
     throw new TypeError(`maxBuffer: must be at least highWaterMark (${highWaterMark}), got ${maxBuffer}`);
   }
-  if (!(FORMATS as readonly unknown[]).includes(format)) {
-    throw new TypeError(`format: expected one of 'sse', 'ndjson', 'auto', got ${describe(format)}`);
-  }
+  if (retry !== undefined) nonNegativeInteger(retry, 'retry');
   if (done !== undefined && typeof done !== 'string') throw new TypeError(`done: expected a string, got ${describe(done)}`);
   if (typeof serialize !== 'function') throw new TypeError(`serialize: expected a function, got ${describe(serialize)}`);
+
+  const served = (wire: WireFormat, contentType: string): Served => ({
+    contentType,
+    settings: {
+      wire,
+      serialize,
+      heartbeat,
+      highWaterMark,
+      maxBuffer,
+      opening: retry === undefined ? '' : wire.retry(retry),
+      closing: done === undefined ? '' : wire.done(done),
+    },
+  });
   return {
-    retry: retry === undefined ? undefined : retryValue(retry, 'retry'),
-    heartbeat,
-    highWaterMark,
-    maxBuffer,
     format,
-    done,
-    serialize,
     headers: headerEntries(headers),
+    sse: served(SSE, 'text/event-stream; charset=utf-8'),
+    ndjson: served(NDJSON, 'application/x-ndjson; charset=utf-8'),
   };
 }
 
-function milliseconds(value: unknown, name: string): number {
-  const ms = byteCount(value, name);
-  if (ms > MAX_TIMER_MS) throw new TypeError(`${name}: at most ${MAX_TIMER_MS} milliseconds, got ${ms}`);
-  return ms;
-}
-
-function byteCount(value: unknown, name: string): number {
-  if (!Number.isSafeInteger(value) || (value as number) < 0) {
-    throw new TypeError(`${name}: expected a non-negative integer, got ${describe(value)}`);
-  }
-  return value as number;
-}
-
-function headerEntries(headers: unknown): Config['headers'] {
+function headerEntries(headers: unknown): Array<[string, OutgoingHttpHeaders[string]]> {
   if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) {
     throw new TypeError(`headers: expected an object of header names to values, got ${describe(headers)}`);
   }

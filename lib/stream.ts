@@ -3,13 +3,10 @@
  * an orderly close and an AbortSignal for the work that feeds it.
  */
 import type { ServerResponse } from 'node:http';
-import { encodeComment, encodeEvent, encodeNdjsonLine, encodeRetry, type PushOptions, type Serializer } from './encode';
+import type { PushOptions, Serializer, WireFormat } from './encode';
 
 /** Why a stream closed: the client went away, it fell more than `maxBuffer` bytes behind, or the server closed it. */
 export type CloseReason = 'disconnect' | 'overflow' | 'close';
-
-/** The wire format of a stream. */
-export type StreamFormat = 'sse' | 'ndjson';
 
 /** The event stream of one response, available as `res.sse` behind `sseStream()`. */
 export interface SseStream {
@@ -47,23 +44,23 @@ export interface SseStream {
   readonly lastEventId: string | undefined;
 }
 
-/** What a stream needs to know of its configuration; resolved and validated by `sseStream()`. */
+/** What a stream needs to know of its configuration; resolved and validated once by `sseStream()`. */
 export interface StreamSettings {
-  format: StreamFormat;
+  wire: WireFormat;
+  serialize: Serializer;
+  /** Milliseconds between heartbeats; 0 = none. */
   heartbeat: number;
   highWaterMark: number;
   maxBuffer: number;
-  retry: number | undefined;
-  done: string | undefined;
-  serialize: Serializer;
-  lastEventId: string | undefined;
+  /** Written when the stream opens (the `retry:` frame), or `''`. */
+  opening: string;
+  /** Written by `close()` after everything pending (the `done` frame), or `''`. */
+  closing: string;
 }
 
 /** A response that `compression()` has given a `flush()`; calling it pushes buffered gzip output to the socket. */
 type FlushableResponse = ServerResponse & { flush?: () => void };
 
-const SSE_HEARTBEAT = ': ping\n\n';
-const NDJSON_HEARTBEAT = '\n';
 const SENT = Promise.resolve(true);
 const NOT_SENT = Promise.resolve(false);
 
@@ -77,8 +74,8 @@ const ABORT_MESSAGES: Record<CloseReason, string> = {
  * The `SseStream` behind `res.sse`; created by `sseStream()`, never by users.
  *
  * Frames pushed in one tick are joined and handed to `res.write` once, on `process.nextTick`: a lone event leaves
- * at once, a burst leaves as one chunk. Text not yet written is counted in UTF-16 code units, which is what it
- * costs in memory.
+ * at once, a burst leaves as one chunk. Buffered text is counted in characters (UTF-16 code units, as Node counts
+ * string chunks): bytes for ASCII, fewer than the bytes for other text.
  */
 export class ResponseStream implements SseStream {
   readonly lastEventId: string | undefined;
@@ -86,7 +83,8 @@ export class ResponseStream implements SseStream {
   readonly #settings: StreamSettings;
   readonly #flush: (() => void) | undefined;
   #abort: AbortController | undefined;
-  #heartbeat: NodeJS.Timeout | undefined;
+  /** The heartbeat while the stream is open; after `close()`, the check that the client still reads. */
+  #timer: NodeJS.Timeout | undefined;
   #closeReason: CloseReason | undefined;
   #closing: Promise<void> | undefined;
   #finished: (() => void) | undefined;
@@ -98,10 +96,10 @@ export class ResponseStream implements SseStream {
   /** `send()` callers waiting for the buffer to fall below `highWaterMark`. */
   #waiters: Array<(sent: boolean) => void> = [];
 
-  constructor(response: ServerResponse, settings: StreamSettings) {
+  constructor(response: ServerResponse, settings: StreamSettings, lastEventId: string | undefined) {
     this.#response = response;
     this.#settings = settings;
-    this.lastEventId = settings.lastEventId;
+    this.lastEventId = lastEventId;
     const flush = (response as FlushableResponse).flush;
     this.#flush = typeof flush === 'function' ? flush.bind(response) : undefined;
 
@@ -116,14 +114,16 @@ export class ResponseStream implements SseStream {
       return end.apply(this, args);
     } as ServerResponse['end'];
 
-    if (settings.retry !== undefined && settings.format === 'sse') this.#enqueue(encodeRetry(settings.retry));
+    if (settings.opening !== '') this.#enqueue(settings.opening);
     if (settings.heartbeat > 0) {
-      const beat = settings.format === 'sse' ? SSE_HEARTBEAT : NDJSON_HEARTBEAT;
-      this.#heartbeat = setInterval(() => {
-        if (!this.#blocked) this.#enqueue(beat);
+      const { heartbeat } = settings.wire;
+      this.#timer = setInterval(() => {
+        if (!this.#blocked) this.#enqueue(heartbeat);
       }, settings.heartbeat);
-      this.#heartbeat.unref();
+      this.#timer.unref();
     }
+    // The client may have gone while earlier middleware awaited (auth, a body parser): 'close' will not come again.
+    if (response.destroyed) this.#end('disconnect');
   }
 
   get signal(): AbortSignal {
@@ -143,8 +143,8 @@ export class ResponseStream implements SseStream {
 
   push(data: unknown, options?: PushOptions): boolean {
     if (this.#closeReason !== undefined) return false;
-    const { format, serialize } = this.#settings;
-    return this.#enqueue(format === 'sse' ? encodeEvent(data, options, serialize) : encodeNdjsonLine(data, serialize));
+    const { wire, serialize } = this.#settings;
+    return this.#enqueue(wire.event(data, options, serialize));
   }
 
   send(data: unknown, options?: PushOptions): Promise<boolean> {
@@ -160,13 +160,13 @@ export class ResponseStream implements SseStream {
     // then it yields a macrotask turn, so the batch is written and timers and other sockets get their turn too.
     return new Promise((resolve) => {
       if (this.#blocked) this.#waiters.push(resolve);
-      else setImmediate(() => this.#resolveWhenBelowMark(resolve));
+      else setImmediate(() => this.#resumeAfterYield(resolve));
     });
   }
 
   comment(text: string): void {
-    const frame = encodeComment(text);
-    if (this.#closeReason === undefined && this.#settings.format === 'sse') this.#enqueue(frame);
+    const frame = this.#settings.wire.comment(text);
+    if (frame !== '' && this.#closeReason === undefined) this.#enqueue(frame);
   }
 
   close(): Promise<void> {
@@ -176,14 +176,31 @@ export class ResponseStream implements SseStream {
       return (this.#closing = Promise.resolve());
     }
     this.#closing = new Promise((resolve) => (this.#finished = resolve));
-    const { done, format } = this.#settings;
-    const rest = done === undefined ? this.#pending : this.#pending + (format === 'sse' ? encodeEvent(done, undefined, String) : `${JSON.stringify(done)}\n`);
+    const rest = this.#pending + this.#settings.closing;
     this.#pending = '';
     // Never `res.end(callback)`: compression() hands that argument to Buffer.from() and throws.
     if (rest === '') this.#response.end();
     else this.#response.end(rest);
     this.#end('close');
+    if (!this.#response.writableFinished) this.#dropIfStalled();
     return this.#closing;
+  }
+
+  /**
+   * After `close()`, what is left must still reach the client. One that reads nothing for a whole heartbeat period
+   * is dropped, so neither `close()` nor the text it holds waits forever.
+   */
+  #dropIfStalled(): void {
+    const period = this.#settings.heartbeat;
+    if (period === 0) return;
+    const response = this.#response;
+    let waiting = response.writableLength;
+    this.#timer = setInterval(() => {
+      const left = response.writableLength;
+      if (left > 0 && left >= waiting) response.destroy();
+      waiting = left;
+    }, period);
+    this.#timer.unref();
   }
 
   /** Adds a whole frame to the pending text, so a heartbeat can never land inside a half-written event. */
@@ -232,9 +249,12 @@ export class ResponseStream implements SseStream {
     if (this.#waiters.length > 0 && !this.#blocked) this.#settle(true);
   }
 
-  #resolveWhenBelowMark(resolve: (sent: boolean) => void): void {
-    // Once the response has said it is full, wait for its 'drain': behind compression() the bytes waiting in zlib
-    // are not in writableLength, so the count alone would let the producer run ahead.
+  /**
+   * After a yield: waits for 'drain' if the response said it is full. Behind compression() the bytes waiting in zlib
+   * are not in writableLength, so the response's own verdict is the one to trust; a `highWaterMark` below the
+   * socket's buffer (16 KiB) therefore acts like that buffer's size.
+   */
+  #resumeAfterYield(resolve: (sent: boolean) => void): void {
     if (this.#closeReason !== undefined) resolve(false);
     else if (this.#blocked) this.#waiters.push(resolve);
     else resolve(true);
@@ -247,6 +267,7 @@ export class ResponseStream implements SseStream {
 
   #onResponseClose(): void {
     this.#end(this.#response.writableFinished ? 'close' : 'disconnect');
+    clearInterval(this.#timer);
     this.#finished?.();
   }
 
@@ -254,7 +275,7 @@ export class ResponseStream implements SseStream {
   #end(reason: CloseReason): void {
     if (this.#closeReason !== undefined) return;
     this.#closeReason = reason;
-    clearInterval(this.#heartbeat);
+    clearInterval(this.#timer);
     this.#pending = '';
     this.#settle(false);
     this.#abort?.abort(abortReason(reason));

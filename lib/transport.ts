@@ -36,6 +36,8 @@ const stampedLoggers = new WeakSet<Writable>();
  */
 export class SseTransport extends TransportStream {
   readonly #pushOptions: PushOptions | undefined;
+  /** The stream of the record being written: a `format` may return a new object that lacks the stamp. */
+  #routing: SseStream | undefined;
 
   constructor(options: SseTransportOptions = {}) {
     super(options);
@@ -47,17 +49,35 @@ export class SseTransport extends TransportStream {
   /** Drops records logged outside any open stream before winston-transport formats and level-checks them. */
   override _write(info: LogRecord, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     const stream = info[STREAM] as SseStream | undefined;
-    if (stream === undefined || stream.closed) callback();
-    else super._write(info, encoding, callback);
+    if (stream === undefined || stream.closed) {
+      callback();
+      return;
+    }
+    this.#routing = stream;
+    try {
+      super._write(info, encoding, callback);
+    } catch {
+      // winston-transport rethrows a failing `format` after calling back; it must not reach `logger.info()`.
+    } finally {
+      this.#routing = undefined;
+    }
+  }
+
+  /** Records that queued up behind a slow sibling transport take the same guarded path, one by one. */
+  override _writev(chunks: Array<{ chunk: LogRecord; encoding: BufferEncoding }>, callback: (error?: Error | null) => void): void {
+    for (const { chunk, encoding } of chunks) this._write(chunk, encoding, ignore);
+    callback();
   }
 
   /** Called by winston for each record; sends it to the stream it was logged from, if that one is still open. */
   override log(info: LogRecord, next: () => void): void {
-    const stream = info[STREAM] as SseStream | undefined;
+    const stream = this.#routing ?? (info[STREAM] as SseStream | undefined);
     if (stream !== undefined && !stream.closed) forward(stream, info, this.#pushOptions);
     next();
   }
 }
+
+function ignore(): void {}
 
 /**
  * Records the current stream on each record as the user logs it. Winston pipes a logger into all its transports, so
@@ -100,10 +120,16 @@ function logEvent(info: LogRecord): Record<string, unknown> {
   for (const key of Object.keys(info)) {
     if (key === 'type' || key === 'level' || key === 'message') continue;
     const value = read(info, key);
-    if (typeof value !== 'function') event[key] = value;
+    if (typeof value !== 'function') setField(event, key, value);
   }
   if (event.message === undefined) delete event.message;
   return event;
+}
+
+/** `object[key] = value`, except that an own `__proto__` key (JSON.parse makes them) stays a field. */
+function setField(object: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
+  else object[key] = value;
 }
 
 function read(record: Record<string, unknown>, key: string): unknown {
@@ -135,7 +161,7 @@ function jsonSafe(value: unknown, ancestors: object[], depth: number): unknown {
       return value.map((_, index) => jsonSafe(read(value as unknown as Record<string, unknown>, String(index)), ancestors, depth + 1));
     }
     const copy: Record<string, unknown> = {};
-    for (const key of Object.keys(value)) copy[key] = jsonSafe(read(value as Record<string, unknown>, key), ancestors, depth + 1);
+    for (const key of Object.keys(value)) setField(copy, key, jsonSafe(read(value as Record<string, unknown>, key), ancestors, depth + 1));
     return copy;
   } catch (error) {
     return thrown(error);
