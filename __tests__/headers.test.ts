@@ -1,3 +1,4 @@
+import http from 'node:http';
 import express from 'express';
 import request from 'supertest';
 import { sseStream } from '../lib';
@@ -24,7 +25,22 @@ describe('response headers', () => {
     expect(response.headers['content-type']).toBe('text/event-stream; charset=utf-8');
     expect(response.headers['cache-control']).toBe('no-cache, no-transform');
     expect(response.headers['x-accel-buffering']).toBe('no');
-    expect(response.headers['connection']).toBe('keep-alive');
+    // supertest asks for `Connection: close`, and gets it.
+    expect(response.headers['connection']).toBe('close');
+  });
+
+  it('sends Connection: keep-alive to an HTTP/1.1 client that keeps its connection', async () => {
+    const agent = new http.Agent({ keepAlive: true });
+    const headers = await new Promise<http.IncomingHttpHeaders>((resolve, reject) => {
+      http
+        .get(`${server.url}/plain`, { agent }, (response) => {
+          response.resume();
+          resolve(response.headers);
+        })
+        .on('error', reject);
+    });
+    agent.destroy();
+    expect(headers['connection']).toBe('keep-alive');
   });
 
   it('flushes the headers before the route pushes anything, with extra headers applied', async () => {

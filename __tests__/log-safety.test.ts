@@ -66,7 +66,14 @@ const throwingFormatLogger = watch(
 const rebuildingSse = watch(new SseTransport({ format: winston.format((info) => ({ level: info.level, message: `rebuilt ${String(info.message)}` }))() }));
 const rebuildingLogger = watch(winston.createLogger({ level: 'info', transports: [rebuildingSse] }));
 
+// A logger that emits debug records: SseTransport keeps them on the server unless its own level asks for them.
+const defaultLevelSse = watch(new SseTransport());
+const debugLevelSse = watch(new SseTransport({ level: 'debug', event: 'debug-log' }));
+const debugLogger = watch(winston.createLogger({ level: 'debug', transports: [defaultLevelSse, debugLevelSse] }));
+
 const everyTransport = [
+  defaultLevelSse,
+  debugLevelSse,
   safeSse,
   safeSibling.transport,
   jsonSse,
@@ -79,7 +86,7 @@ const everyTransport = [
   throwingFormatSibling.transport,
   rebuildingSse,
 ];
-const everyLogger = [safeLogger, jsonLogger, colorLogger, levelLogger, namedLogger, throwingFormatLogger, rebuildingLogger];
+const everyLogger = [debugLogger, safeLogger, jsonLogger, colorLogger, levelLogger, namedLogger, throwingFormatLogger, rebuildingLogger];
 const drained = (): boolean =>
   everyLogger.every((logger) => logger.writableLength === 0 && logger.readableLength === 0) &&
   everyTransport.every((transport) => transport.writableLength === 0);
@@ -485,6 +492,19 @@ describe('SseTransport safety', () => {
       ['warn', 'warn'],
       ['error', 'error'],
     ]);
+  });
+
+  it('sends info and above by default, even under a debug logger; debug only with its own lower level', async () => {
+    const session = await openSession();
+    logIn(session, () => {
+      debugLogger.debug('internal detail');
+      debugLogger.info('progress');
+    });
+    const events = await session.finish();
+    const plain = events.filter((event) => event.event === undefined).map((event) => parseObject(event.data).message);
+    const verbose = events.filter((event) => event.event === 'debug-log').map((event) => parseObject(event.data).message);
+    expect(plain).toEqual(['progress']);
+    expect(verbose).toEqual(['internal detail', 'progress']);
   });
 
   it('names its events with the event option', async () => {

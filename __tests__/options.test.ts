@@ -71,7 +71,7 @@ describe('sseStream() options', () => {
 
     it('throws a TypeError naming an unknown option key', () => {
       expectOptionError(() => sseStream(loose({ heartbeats: 1000 })), 'heartbeats');
-      expectOptionError(() => sseStream(loose({ retry: 1000, onClose: () => undefined })), 'onClose');
+      expectOptionError(() => sseStream(loose({ retry: 1000, onFinish: () => undefined })), 'onFinish');
     });
 
     it.each([

@@ -3,7 +3,7 @@
  * the work it starts, and into no other request.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { SseStream } from './stream';
+import type { SseStream } from './stream.js';
 
 const storage = new AsyncLocalStorage<SseStream>();
 

@@ -4,10 +4,10 @@
  */
 import { validateHeaderName, validateHeaderValue } from 'node:http';
 import type { OutgoingHttpHeaders } from 'node:http';
-import type { RequestHandler } from 'express';
-import { runWithStream } from './context';
-import { describe, NDJSON, nonNegativeInteger, SSE, type Serializer, type WireFormat } from './encode';
-import { ResponseStream, type SseStream, type StreamSettings } from './stream';
+import type { Request, RequestHandler } from 'express';
+import { runWithStream } from './context.js';
+import { describe, NDJSON, nonNegativeInteger, SSE, type Serializer, type WireFormat } from './encode.js';
+import { ResponseStream, type SseStream, type StreamSettings, type StreamSummary } from './stream.js';
 
 declare global {
   namespace Express {
@@ -54,6 +54,11 @@ export interface SseStreamOptions {
   headers?: OutgoingHttpHeaders;
   /** Turns pushed values that are not strings (in NDJSON, every value) into text. Default: `JSON.stringify`. */
   serialize?: (value: unknown) => string;
+  /**
+   * Called once per stream when it has closed, with why, how long it lived, and the events and bytes it sent: for
+   * metrics and disconnect logs. An exception it throws becomes a process warning. Default: none.
+   */
+  onClose?: (summary: StreamSummary, req: Request) => void;
 }
 
 const DEFAULTS = {
@@ -73,6 +78,7 @@ const KNOWN_OPTIONS = new Set(
     maxBuffer: true,
     headers: true,
     serialize: true,
+    onClose: true,
   } satisfies Record<keyof SseStreamOptions, true>),
 );
 /** The longest delay `setInterval` honours; a longer one fires at once. */
@@ -88,14 +94,14 @@ interface Served {
  * Express middleware that turns the response into an event stream.
  *
  * It sends status 200 and the stream's headers at once (`Content-Type`, `Cache-Control: no-cache, no-transform`,
- * `X-Accel-Buffering: no`, and `Connection: keep-alive` on HTTP/1.x), sets `res.sse`, and runs the rest of the
+ * `X-Accel-Buffering: no`, and `Connection: keep-alive` on a persistent HTTP/1.1 connection), sets `res.sse`, and runs the rest of the
  * route inside the stream's async context, so `currentStream()` and `SseTransport` find this stream from any
  * await, timer or callback of the route's work. When the client goes away, `res.sse.signal` aborts.
  *
  * @throws TypeError naming the option when an option is invalid.
  */
 export function sseStream(options: SseStreamOptions = {}): RequestHandler {
-  const { format, headers, sse, ndjson } = resolveOptions(options);
+  const { format, headers, sse, ndjson, onClose } = resolveOptions(options);
   return function sseStreamMiddleware(req, res, next) {
     const served =
       format === 'sse' ||
@@ -107,13 +113,16 @@ export function sseStream(options: SseStreamOptions = {}): RequestHandler {
     // no-transform also tells compression() to leave the stream alone, so no event waits in a gzip buffer.
     res.setHeader('Cache-Control', 'no-cache, no-transform');
     res.setHeader('X-Accel-Buffering', 'no');
-    if (req.httpVersionMajor < 2) res.setHeader('Connection', 'keep-alive');
+    // HTTP/2 forbids the header; a client that asked for `Connection: close` (or an HTTP/1.0 one) gets its way.
+    if (req.httpVersionMajor < 2 && res.shouldKeepAlive) res.setHeader('Connection', 'keep-alive');
     if (format === 'auto') res.setHeader('Vary', 'Accept');
     for (const [name, value] of headers) res.setHeader(name, value as string | number | readonly string[]);
     res.flushHeaders();
 
     const stream = new ResponseStream(res, served.settings, req.get('Last-Event-ID') || undefined);
     res.sse = stream;
+    // Registered after the stream's own 'close' listener, so the summary is complete when it runs.
+    if (onClose !== undefined) res.once('close', () => report(onClose, stream.summary(), req));
     runWithStream(stream, next);
   };
 }
@@ -125,7 +134,7 @@ function resolveOptions(options: SseStreamOptions) {
   for (const key of Object.keys(options)) {
     if (!KNOWN_OPTIONS.has(key)) throw new TypeError(`${key}: not an option of sseStream()`);
   }
-  const { retry, format = 'sse', done, serialize = JSON.stringify as Serializer, headers = {} } = options;
+  const { retry, format = 'sse', done, serialize = JSON.stringify as Serializer, headers = {}, onClose } = options;
   if (!(['sse', 'ndjson', 'auto'] as unknown[]).includes(format)) {
     throw new TypeError(`format: expected one of 'sse', 'ndjson', 'auto', got ${describe(format)}`);
   }
@@ -139,6 +148,7 @@ function resolveOptions(options: SseStreamOptions) {
   if (retry !== undefined) nonNegativeInteger(retry, 'retry');
   if (done !== undefined && typeof done !== 'string') throw new TypeError(`done: expected a string, got ${describe(done)}`);
   if (typeof serialize !== 'function') throw new TypeError(`serialize: expected a function, got ${describe(serialize)}`);
+  if (onClose !== undefined && typeof onClose !== 'function') throw new TypeError(`onClose: expected a function, got ${describe(onClose)}`);
 
   const served = (wire: WireFormat, contentType: string): Served => ({
     contentType,
@@ -154,10 +164,20 @@ function resolveOptions(options: SseStreamOptions) {
   });
   return {
     format,
+    onClose,
     headers: headerEntries(headers),
     sse: served(SSE, 'text/event-stream; charset=utf-8'),
     ndjson: served(NDJSON, 'application/x-ndjson; charset=utf-8'),
   };
+}
+
+function report(onClose: NonNullable<SseStreamOptions['onClose']>, summary: StreamSummary, req: Request): void {
+  try {
+    onClose(summary, req);
+  } catch (error) {
+    // A metrics hook must not take the server down from inside a socket's 'close' event.
+    process.emitWarning(`sseStream({ onClose }) threw: ${(error as Error)?.message ?? String(error)}`, 'SseOnCloseWarning');
+  }
 }
 
 function headerEntries(headers: unknown): Array<[string, OutgoingHttpHeaders[string]]> {

@@ -3,10 +3,26 @@
  * an orderly close and an AbortSignal for the work that feeds it.
  */
 import type { ServerResponse } from 'node:http';
-import type { PushOptions, Serializer, WireFormat } from './encode';
+import type { PushOptions, Serializer, WireFormat } from './encode.js';
+import { openStreams } from './registry.js';
 
-/** Why a stream closed: the client went away, it fell more than `maxBuffer` bytes behind, or the server closed it. */
-export type CloseReason = 'disconnect' | 'overflow' | 'close';
+/**
+ * Why a stream closed: the client went away, it fell more than `maxBuffer` behind, the route closed it, or
+ * `closeAllStreams()` did (a server shutting down).
+ */
+export type CloseReason = 'disconnect' | 'overflow' | 'close' | 'shutdown';
+
+/** What one stream did, reported to `sseStream({ onClose })` when it has closed. */
+export interface StreamSummary {
+  /** Why it closed. */
+  reason: CloseReason;
+  /** Milliseconds from opening to closing. */
+  duration: number;
+  /** Events pushed (`push()`/`send()` calls that returned true; heartbeats and comments are not events). */
+  events: number;
+  /** Bytes written to the response: events, comments, heartbeats and the `done` terminator, before any compression. */
+  bytes: number;
+}
 
 /** The event stream of one response, available as `res.sse` behind `sseStream()`. */
 export interface SseStream {
@@ -66,8 +82,9 @@ const NOT_SENT = Promise.resolve(false);
 
 const ABORT_MESSAGES: Record<CloseReason, string> = {
   disconnect: 'The client disconnected',
-  overflow: 'The client fell more than maxBuffer bytes behind',
+  overflow: 'The client fell more than maxBuffer behind',
   close: 'The stream was closed',
+  shutdown: 'The server is shutting down',
 };
 
 /**
@@ -88,6 +105,10 @@ export class ResponseStream implements SseStream {
   #closeReason: CloseReason | undefined;
   #closing: Promise<void> | undefined;
   #finished: (() => void) | undefined;
+  readonly #openedAt = performance.now();
+  #duration = 0;
+  #events = 0;
+  #bytes = 0;
   /** Frames not yet handed to `res.write`: this tick's, or all since the response's buffer filled. */
   #pending = '';
   #writeScheduled = false;
@@ -122,6 +143,7 @@ export class ResponseStream implements SseStream {
       }, settings.heartbeat);
       this.#timer.unref();
     }
+    openStreams.add(this);
     // The client may have gone while earlier middleware awaited (auth, a body parser): 'close' will not come again.
     if (response.destroyed) this.#end('disconnect');
   }
@@ -144,7 +166,9 @@ export class ResponseStream implements SseStream {
   push(data: unknown, options?: PushOptions): boolean {
     if (this.#closeReason !== undefined) return false;
     const { wire, serialize } = this.#settings;
-    return this.#enqueue(wire.event(data, options, serialize));
+    if (!this.#enqueue(wire.event(data, options, serialize))) return false;
+    this.#events += 1;
+    return true;
   }
 
   send(data: unknown, options?: PushOptions): Promise<boolean> {
@@ -170,18 +194,40 @@ export class ResponseStream implements SseStream {
   }
 
   close(): Promise<void> {
+    return this.#finish('close', this.#settings.closing);
+  }
+
+  /**
+   * For `closeAllStreams()`: sends `data` (with a `retry:` hint) instead of `done`, which would tell the client not
+   * to come back, then ends the stream with reason `'shutdown'`.
+   */
+  shutdown(data: unknown, retry: number | undefined): Promise<void> {
+    if (this.#closing !== undefined || this.#closeReason !== undefined) return this.close();
+    const { wire, serialize } = this.#settings;
+    let farewell = retry === undefined ? '' : wire.retry(retry);
+    try {
+      if (data !== undefined) farewell += wire.event(data, undefined, serialize);
+    } catch {
+      // A farewell this stream's serializer refuses is left out: the shutdown itself must not stop halfway.
+    }
+    return this.#finish('shutdown', farewell);
+  }
+
+  /** Writes what is pending and then `last`, ends the response, and closes the stream with `reason`. */
+  #finish(reason: CloseReason, last: string): Promise<void> {
     if (this.#closing !== undefined) return this.#closing;
     if (this.#closeReason !== undefined || this.#response.writableEnded) {
       this.#end('close');
       return (this.#closing = Promise.resolve());
     }
     this.#closing = new Promise((resolve) => (this.#finished = resolve));
-    const rest = this.#pending + this.#settings.closing;
+    const rest = this.#pending + last;
     this.#pending = '';
     // Never `res.end(callback)`: compression() hands that argument to Buffer.from() and throws.
+    this.#bytes += Buffer.byteLength(rest);
     if (rest === '') this.#response.end();
     else this.#response.end(rest);
-    this.#end('close');
+    this.#end(reason);
     if (!this.#response.writableFinished) this.#dropIfStalled();
     return this.#closing;
   }
@@ -239,6 +285,7 @@ export class ResponseStream implements SseStream {
     }
     const chunk = this.#pending;
     this.#pending = '';
+    this.#bytes += Buffer.byteLength(chunk);
     this.#blocked = !this.#response.write(chunk);
     this.#flush?.();
   }
@@ -271,10 +318,17 @@ export class ResponseStream implements SseStream {
     this.#finished?.();
   }
 
+  /** What the stream did; complete once it has closed. */
+  summary(): StreamSummary {
+    return { reason: this.#closeReason ?? 'close', duration: this.#duration, events: this.#events, bytes: this.#bytes };
+  }
+
   /** Marks the stream closed, once: stops the heartbeat, drops pending text, releases waiters, aborts the signal. */
   #end(reason: CloseReason): void {
     if (this.#closeReason !== undefined) return;
     this.#closeReason = reason;
+    this.#duration = performance.now() - this.#openedAt;
+    openStreams.delete(this);
     clearInterval(this.#timer);
     this.#pending = '';
     this.#settle(false);

@@ -3,11 +3,15 @@
  */
 import type { Writable } from 'node:stream';
 import TransportStream from 'winston-transport';
-import { currentStream } from './context';
-import { fieldValue, type PushOptions } from './encode';
-import type { SseStream } from './stream';
+import { currentStream } from './context.js';
+import { fieldValue, type PushOptions } from './encode.js';
+import type { SseStream } from './stream.js';
 
-/** Options of `SseTransport`: winston-transport's `level`, `format` and `silent`, and the SSE event name. */
+/**
+ * Options of `SseTransport`: winston-transport's `level` (default `'info'` here, so `debug` records never reach a
+ * browser unless you lower it), `format` (a hook to redact fields or drop records: return `false` to drop), and
+ * `silent`, and the SSE event name.
+ */
 export interface SseTransportOptions
   extends Pick<TransportStream.TransportStreamOptions, 'level' | 'format' | 'silent'> {
   /** SSE event name of the log events (browsers listen with `addEventListener(name, ...)`). Default: none, a plain message event. */
@@ -49,7 +53,7 @@ export class SseTransport extends TransportStream {
   /** Drops records logged outside any open stream before winston-transport formats and level-checks them. */
   override _write(info: LogRecord, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     const stream = info[STREAM] as SseStream | undefined;
-    if (stream === undefined || stream.closed) {
+    if (stream === undefined || stream.closed || this.#belowDefaultLevel(info)) {
       callback();
       return;
     }
@@ -61,6 +65,18 @@ export class SseTransport extends TransportStream {
     } finally {
       this.#routing = undefined;
     }
+  }
+
+  /**
+   * Without a `level` of its own, the transport follows the logger's level but never goes below `info`: debug
+   * records stay on the server unless the app lowers the transport's level on purpose.
+   */
+  #belowDefaultLevel(info: LogRecord): boolean {
+    if (this.level !== undefined) return false;
+    const levels = (this as { levels?: Record<string, number> }).levels;
+    const ceiling = levels?.info;
+    const severity = levels?.[info[RAW_LEVEL] as string];
+    return ceiling !== undefined && severity !== undefined && severity > ceiling;
   }
 
   /** Records that queued up behind a slow sibling transport take the same guarded path, one by one. */

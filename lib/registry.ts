@@ -1,0 +1,40 @@
+/**
+ * Every stream open in this process: how many there are, and a way to end them all when the server shuts down.
+ */
+import { nonNegativeInteger } from './encode.js';
+import type { ResponseStream } from './stream.js';
+
+/** Streams add themselves when they open and leave when they close. */
+export const openStreams = new Set<ResponseStream>();
+
+/** Options of `closeAllStreams()`. */
+export interface CloseAllOptions {
+  /** A last event for every client, e.g. `{ type: 'shutdown' }`. Default: none. */
+  data?: unknown;
+  /** Milliseconds the browser should wait before it reconnects (to another instance), sent as `retry:` (SSE only). Default: none. */
+  retry?: number;
+}
+
+/** The number of `sseStream()` streams open in this process now: a gauge for metrics. */
+export function openStreamCount(): number {
+  return openStreams.size;
+}
+
+/**
+ * Ends every open stream cleanly, for a graceful shutdown: each client gets the `retry` hint and the `data` event if
+ * given (not the `done` terminator, so `EventSource` reconnects, to a healthy instance), its signal aborts with a
+ * shutdown reason (`closeReason` `'shutdown'`), and `server.close()` can then finish. Resolves once every response
+ * has finished (or its client was dropped).
+ *
+ * @example
+ * process.on('SIGTERM', async () => {
+ *   await closeAllStreams({ data: { type: 'shutdown' }, retry: 1000 });
+ *   server.close();
+ * });
+ * @throws TypeError naming the option for a `retry` that is not a non-negative integer.
+ */
+export async function closeAllStreams(options: CloseAllOptions = {}): Promise<void> {
+  const { data, retry } = options;
+  if (retry !== undefined) nonNegativeInteger(retry, 'retry');
+  await Promise.all(Array.from(openStreams, (stream) => stream.shutdown(data, retry)));
+}
