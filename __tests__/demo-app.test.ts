@@ -28,7 +28,7 @@ function loadDemo(): {
     /* eslint-disable @typescript-eslint/no-require-imports */
     return { ...require('../demo-app/app'), ...require('../demo-app/logger'), ...require('../demo-app/agent') };
   } catch (error) {
-    throw new Error(`Could not load demo-app (it needs the built library: run \`npm run build\`; \`npm test\` does): ${String(error)}`);
+    throw new Error(`Could not load demo-app (it needs the built library: run \`npm run build\`; \`npm test\` does): ${String(error)}`, { cause: error });
   }
 }
 const { createApp, createLogger, composeAnswer } = loadDemo();

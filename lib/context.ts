@@ -5,7 +5,13 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { SseStream } from './stream.js';
 
-const storage = new AsyncLocalStorage<SseStream>();
+/**
+ * One per process, even when an app loads both the CommonJS and the ES module build (an `import` in one file, a
+ * `require()` in another): each copy of this module finds the same storage under this key.
+ */
+const STORAGE = Symbol.for('express-sse-context.storage.v1');
+const storage: AsyncLocalStorage<SseStream> = ((globalThis as Record<symbol, unknown>)[STORAGE] ??=
+  new AsyncLocalStorage<SseStream>()) as AsyncLocalStorage<SseStream>;
 
 /**
  * The stream of the request whose work is running now, or `undefined` outside any `sseStream()` route (at startup,

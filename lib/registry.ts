@@ -4,8 +4,13 @@
 import { nonNegativeInteger } from './encode.js';
 import type { ResponseStream } from './stream.js';
 
-/** Streams add themselves when they open and leave when they close. */
-export const openStreams = new Set<ResponseStream>();
+/**
+ * Streams add themselves when they open and leave when they close. Shared, like the async context, by the CommonJS
+ * and the ES module build when an app loads both.
+ */
+const OPEN_STREAMS = Symbol.for('express-sse-context.open-streams.v1');
+export const openStreams: Set<ResponseStream> = ((globalThis as Record<symbol, unknown>)[OPEN_STREAMS] ??=
+  new Set<ResponseStream>()) as Set<ResponseStream>;
 
 /** Options of `closeAllStreams()`. */
 export interface CloseAllOptions {

@@ -7,13 +7,20 @@ import { currentStream } from './context.js';
 import { fieldValue, type PushOptions } from './encode.js';
 import type { SseStream } from './stream.js';
 
-/**
- * Options of `SseTransport`: winston-transport's `level` (default `'info'` here, so `debug` records never reach a
- * browser unless you lower it), `format` (a hook to redact fields or drop records: return `false` to drop), and
- * `silent`, and the SSE event name.
- */
-export interface SseTransportOptions
-  extends Pick<TransportStream.TransportStreamOptions, 'level' | 'format' | 'silent'> {
+/** Options of `SseTransport`. */
+export interface SseTransportOptions {
+  /**
+   * The least severe level sent to browsers. Default: the logger's level, but never below `info`, so `debug`
+   * records stay on the server unless you lower this on purpose.
+   */
+  level?: string;
+  /**
+   * A winston format applied to each record before it is sent: the place to redact fields, or to drop a record
+   * (return `false`). Default: none (every field of the record is sent).
+   */
+  format?: TransportStream.TransportStreamOptions['format'];
+  /** Sends nothing while `true`. Default: `false`. */
+  silent?: boolean;
   /** SSE event name of the log events (browsers listen with `addEventListener(name, ...)`). Default: none, a plain message event. */
   event?: string;
 }
@@ -43,6 +50,7 @@ export class SseTransport extends TransportStream {
   /** The stream of the record being written: a `format` may return a new object that lacks the stamp. */
   #routing: SseStream | undefined;
 
+  /** @throws TypeError for an `event` name holding CR, LF or NUL. */
   constructor(options: SseTransportOptions = {}) {
     super(options);
     const { event } = options;
@@ -50,7 +58,10 @@ export class SseTransport extends TransportStream {
     this.on('pipe', stampOnWrite);
   }
 
-  /** Drops records logged outside any open stream before winston-transport formats and level-checks them. */
+  /**
+   * Drops records logged outside any open stream before winston-transport formats and level-checks them.
+   * @internal
+   */
   override _write(info: LogRecord, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     const stream = info[STREAM] as SseStream | undefined;
     if (stream === undefined || stream.closed || this.#belowDefaultLevel(info)) {
@@ -79,7 +90,10 @@ export class SseTransport extends TransportStream {
     return ceiling !== undefined && severity !== undefined && severity > ceiling;
   }
 
-  /** Records that queued up behind a slow sibling transport take the same guarded path, one by one. */
+  /**
+   * Records that queued up behind a slow sibling transport take the same guarded path, one by one.
+   * @internal
+   */
   override _writev(chunks: Array<{ chunk: LogRecord; encoding: BufferEncoding }>, callback: (error?: Error | null) => void): void {
     for (const { chunk, encoding } of chunks) this._write(chunk, encoding, ignore);
     callback();

@@ -78,7 +78,7 @@ export function loadDemo(): DemoModules {
     /* eslint-disable @typescript-eslint/no-require-imports */
     return { ...require('../../demo-app/app'), ...require('../../demo-app/logger'), ...require('../../demo-app/agent') };
   } catch (error) {
-    throw new Error(`Could not load demo-app (it needs the built library: run \`npm run build\`): ${String(error)}`);
+    throw new Error(`Could not load demo-app (it needs the built library: run \`npm run build\`): ${String(error)}`, { cause: error });
   }
 }
 
