@@ -11,8 +11,11 @@ class TimerTracker {
   readonly created = new Set<number>();
   readonly live = new Set<number>();
   readonly #hook = createHook({
-    init: (asyncId, type) => {
-      if (this.tracking && type === 'Timeout') {
+    init: (asyncId, type, _triggerAsyncId, resource) => {
+      // Node's own Date-header cache timer (`resetCache`) may start inside flushHeaders() and clears itself later.
+      const callback = (resource as { _onTimeout?: unknown })._onTimeout;
+      const dateHeaderCache = typeof callback === 'function' && callback.name === 'resetCache';
+      if (this.tracking && type === 'Timeout' && !dateHeaderCache) {
         this.created.add(asyncId);
         this.live.add(asyncId);
       }
