@@ -3,12 +3,13 @@
  * the process's active resources and listener counts as comparable figures, a seeded random generator (so a failing
  * run can be replayed with the printed seed), and a Timeout tracker built on async_hooks.
  */
-import { createHook } from 'node:async_hooks';
 import { randomInt } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { loopTurns } from '../helpers/deferred';
+
+export { TimeoutTracker } from '../helpers/timers';
 
 v8.setFlagsFromString('--expose-gc');
 /**
@@ -66,46 +67,6 @@ export function seededRandom(seed: number): { seed: number; next(): number; int(
 export function seedFrom(envName: string): number {
   const fromEnv = Number(process.env[envName]);
   return Number.isSafeInteger(fromEnv) && fromEnv > 0 ? fromEnv : randomInt(1, 2 ** 31);
-}
-
-/**
- * The `Timeout`s created while `tracking` is on, until each is cleared (its async resource destroyed). Node's
- * `getActiveResourcesInfo()` lists only ref'd timers, and the stream `unref()`s its heartbeat, so this is what sees the
- * heartbeat itself: turn tracking on in a middleware right before `sseStream()` and off at the start of the route.
- */
-export class TimeoutTracker {
-  tracking = false;
-  created = 0;
-  readonly live = new Set<number>();
-  readonly #hook = createHook({
-    init: (asyncId, type, _trigger, resource) => {
-      if (this.tracking && type === 'Timeout' && !isDateHeaderCache(resource)) {
-        this.created += 1;
-        this.live.add(asyncId);
-      }
-    },
-    destroy: (asyncId) => {
-      this.live.delete(asyncId);
-    },
-  });
-
-  enable(): void {
-    this.#hook.enable();
-  }
-
-  disable(): void {
-    this.#hook.disable();
-  }
-}
-
-/**
- * Node's http module caches the `Date` header for up to a second with an unref'd timeout (`utcDate()` in
- * node:internal/http), created by whichever response happens to write headers first in that second, including one in
- * `sseStream()`'s `flushHeaders()`. It is Node's, shared by all responses, and clears itself; it is not a stream's timer.
- */
-function isDateHeaderCache(resource: unknown): boolean {
-  const callback = (resource as { _onTimeout?: unknown })._onTimeout;
-  return typeof callback === 'function' && callback.name === 'resetCache';
 }
 
 /** Formats a byte count as MiB with two decimals. */
