@@ -104,7 +104,7 @@ describe('npm pack', () => {
     const other = files.filter((file) => !file.startsWith('dist/'));
     expect(other).toEqual(['CHANGELOG.md', 'LICENSE', 'README.md', 'package.json']);
     const dist = files.filter((file) => file.startsWith('dist/'));
-    for (const file of dist) expect(file).toMatch(/^dist\/(cjs|esm)\/([\w-]+\.(js|d\.ts)|package\.json)$/);
+    for (const file of dist) expect(file).toMatch(/^dist\/(cjs|esm)\/((replay\/)?[\w-]+\.(js|d\.ts)|package\.json)$/);
     for (const format of ['cjs', 'esm']) {
       const built = dist.filter((file) => file.startsWith(`dist/${format}/`));
       expect(built).toEqual(expect.arrayContaining([`dist/${format}/index.js`, `dist/${format}/index.d.ts`, `dist/${format}/package.json`]));
@@ -120,8 +120,9 @@ describe('npm pack', () => {
   test('no source maps, and no references to files the tarball lacks', () => {
     const dist = path.join(app, 'node_modules', 'express-sse-context', 'dist');
     for (const format of ['cjs', 'esm']) {
-      for (const name of readdirSync(path.join(dist, format))) {
+      for (const name of readdirSync(path.join(dist, format), { recursive: true, encoding: 'utf8' })) {
         expect(name).not.toMatch(/\.map$/);
+        if (!name.endsWith('.js') && !name.endsWith('.ts')) continue;
         expect(readFileSync(path.join(dist, format, name), 'utf8')).not.toMatch(/sourceMappingURL|\.\.\/lib\//);
       }
     }

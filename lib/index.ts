@@ -5,3 +5,7 @@ export { sseErrorHandler } from './errors.js';
 export { closeAllStreams, openStreamCount, type CloseAllOptions } from './registry.js';
 export type { SseStream, CloseReason, StreamSummary } from './stream.js';
 export type { PushOptions } from './encode.js';
+export { abortRun } from './replay/run.js';
+export { MemoryStore } from './replay/memory.js';
+export type { ResumeOptions } from './replay/resume.js';
+export type { ResumeStore, RunSettings, RunEnd, OpenedRun, StoredEvent, ReadResult } from './replay/store.js';

@@ -8,6 +8,7 @@ import type { Request, RequestHandler } from 'express';
 import { runWithStream } from './context.js';
 import { describe, NDJSON, nonNegativeInteger, SSE, type Serializer, type WireFormat } from './encode.js';
 import { ResponseStream, type SseStream, type StreamSettings, type StreamSummary } from './stream.js';
+import { resolveResume, serveResumable, type ResumeOptions } from './replay/resume.js';
 
 declare global {
   namespace Express {
@@ -59,6 +60,12 @@ export interface SseStreamOptions {
    * metrics and disconnect logs. An exception it throws becomes a process warning. Default: none.
    */
   onClose?: (summary: StreamSummary, req: Request) => void;
+  /**
+   * Makes the route's run outlive its connection: its events are numbered and kept in a store, a client that
+   * reconnects (with or without `Last-Event-ID`) follows the run instead of starting it again, and any number of
+   * clients may follow one key. SSE format only. Default: none (each request runs the route).
+   */
+  resume?: ResumeOptions;
 }
 
 const DEFAULTS = {
@@ -79,6 +86,7 @@ const KNOWN_OPTIONS = new Set(
     headers: true,
     serialize: true,
     onClose: true,
+    resume: true,
   } satisfies Record<keyof SseStreamOptions, true>),
 );
 /** The longest delay `setInterval` honours; a longer one fires at once. */
@@ -101,8 +109,17 @@ interface Served {
  * @throws TypeError naming the option when an option is invalid.
  */
 export function sseStream(options: SseStreamOptions = {}): RequestHandler {
-  const { format, headers, sse, ndjson, onClose } = resolveOptions(options);
+  const { format, headers, sse, ndjson, onClose, resume } = resolveOptions(options);
   return function sseStreamMiddleware(req, res, next) {
+    let key: string | undefined;
+    if (resume !== undefined) {
+      try {
+        key = resume.keyOf(req);
+      } catch (error) {
+        next(error);
+        return;
+      }
+    }
     const served =
       format === 'sse' ||
       (format === 'auto' && req.accepts(['text/event-stream', 'application/x-ndjson']) !== 'application/x-ndjson')
@@ -119,11 +136,19 @@ export function sseStream(options: SseStreamOptions = {}): RequestHandler {
     for (const [name, value] of headers) res.setHeader(name, value as string | number | readonly string[]);
     res.flushHeaders();
 
-    const stream = new ResponseStream(res, served.settings, req.get('Last-Event-ID') || undefined);
+    const lastEventId = req.get('Last-Event-ID') || undefined;
+    const stream = new ResponseStream(res, served.settings, lastEventId);
     res.sse = stream;
     // Registered after the stream's own 'close' listener, so the summary is complete when it runs.
     if (onClose !== undefined) res.once('close', () => report(onClose, stream.summary(), req));
-    runWithStream(stream, next);
+    if (key === undefined) {
+      runWithStream(stream, next);
+      return;
+    }
+    void serveResumable(resume!, key, stream, lastEventId, (run) => {
+      res.sse = run;
+      runWithStream(run, next);
+    });
   };
 }
 
@@ -149,6 +174,10 @@ function resolveOptions(options: SseStreamOptions) {
   if (done !== undefined && typeof done !== 'string') throw new TypeError(`done: expected a string, got ${describe(done)}`);
   if (typeof serialize !== 'function') throw new TypeError(`serialize: expected a function, got ${describe(serialize)}`);
   if (onClose !== undefined && typeof onClose !== 'function') throw new TypeError(`onClose: expected a function, got ${describe(onClose)}`);
+  const resume = options.resume === undefined ? undefined : resolveResume(options.resume, serialize);
+  if (resume !== undefined && format !== 'sse') {
+    throw new TypeError(`resume: needs format 'sse' (NDJSON has no event ids to resume from), got format ${describe(format)}`);
+  }
 
   const served = (wire: WireFormat, contentType: string): Served => ({
     contentType,
@@ -165,6 +194,7 @@ function resolveOptions(options: SseStreamOptions) {
   return {
     format,
     onClose,
+    resume,
     headers: headerEntries(headers),
     sse: served(SSE, 'text/event-stream; charset=utf-8'),
     ndjson: served(NDJSON, 'application/x-ndjson; charset=utf-8'),

@@ -8,9 +8,10 @@ import { openStreams } from './registry.js';
 
 /**
  * Why a stream closed: the client went away, it fell more than `maxBuffer` behind, the route closed it, or
- * `closeAllStreams()` did (a server shutting down).
+ * `closeAllStreams()` did (a server shutting down). A resumable run (`sseStream({ resume })`) also ends when
+ * `abortRun()` stops it or its lease is lost (`'aborted'`), or when it outlives its `ttl` (`'expired'`).
  */
-export type CloseReason = 'disconnect' | 'overflow' | 'close' | 'shutdown';
+export type CloseReason = 'disconnect' | 'overflow' | 'close' | 'shutdown' | 'aborted' | 'expired';
 
 /** What one stream did, reported to `sseStream({ onClose })` when it has closed. */
 export interface StreamSummary {
@@ -85,6 +86,8 @@ const ABORT_MESSAGES: Record<CloseReason, string> = {
   overflow: 'The client fell more than maxBuffer behind',
   close: 'The stream was closed',
   shutdown: 'The server is shutting down',
+  aborted: 'The run was aborted',
+  expired: 'The run took longer than its ttl',
 };
 
 /**
@@ -178,7 +181,22 @@ export class ResponseStream implements SseStream {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (!pushed) return NOT_SENT;
+    return pushed ? this.writable() : NOT_SENT;
+  }
+
+  /**
+   * For resumable streams: writes a frame encoded once for every follower (its `id:` line included), then waits as
+   * `send()` does.
+   */
+  sendFrame(frame: string): Promise<boolean> {
+    if (this.#closeReason !== undefined || !this.#enqueue(frame)) return NOT_SENT;
+    this.#events += 1;
+    return this.writable();
+  }
+
+  /** Resolves `true` once at most `highWaterMark` characters wait for the client, `false` if the stream closed. */
+  writable(): Promise<boolean> {
+    if (this.#closeReason !== undefined) return NOT_SENT;
     if (this.#bufferedBytes() <= this.#settings.highWaterMark) return SENT;
     // Either the client is behind (wait for 'drain'), or a producer that never waits has filled this tick's batch:
     // then it yields a macrotask turn, so the batch is written and timers and other sockets get their turn too.
@@ -342,6 +360,7 @@ export class ResponseStream implements SseStream {
   }
 }
 
-function abortReason(reason: CloseReason): DOMException {
+/** The reason a stream's signal aborts with: an `AbortError`, as `fetch()` and `signal.throwIfAborted()` expect. */
+export function abortReason(reason: CloseReason): DOMException {
   return new DOMException(ABORT_MESSAGES[reason], 'AbortError');
 }

@@ -1,0 +1,114 @@
+/**
+ * `sseStream({ resume })`: the options, and what a request for a key does: start the run, or follow the one there is.
+ */
+import type { Request } from 'express';
+import { describe, nonNegativeInteger, type Serializer } from '../encode.js';
+import type { ResponseStream, SseStream } from '../stream.js';
+import { follow } from './follow.js';
+import { defaultStore, RunStream } from './run.js';
+import { storeWarning, type ResumeStore, type RunSettings } from './store.js';
+
+/** Options of `sseStream({ resume })`. */
+export interface ResumeOptions {
+  /**
+   * Names the run a request belongs to, e.g. `(req) => req.params.runId`. Requests with the same key share one run:
+   * the first runs the route, the others follow it. Anyone who can produce a key can read its run, so derive it
+   * from something the client is allowed to see (and check that before `sseStream()`). A non-empty string;
+   * a function that throws, or returns anything else, sends the request to the error middleware.
+   */
+  key: (req: Request) => string;
+  /**
+   * Where the events are kept. Default: one in-memory store per process (`MemoryStore`); for many instances,
+   * `RedisStore` from `express-sse-context/redis`.
+   */
+  store?: ResumeStore;
+  /**
+   * Milliseconds a run may go on (it is then stopped, and its clients get a `{ type: "error" }` event) and how long
+   * its events are kept after it ends, for clients that come back late. Default: 600000 (10 minutes).
+   */
+  ttl?: number;
+  /**
+   * Events kept per run; past it the oldest are dropped, and a client that comes back for them first gets
+   * `{ type: "missed", count }`. Default: 10000.
+   */
+  maxEvents?: number;
+  /**
+   * Milliseconds after which the followers of a producer that died (its process killed) get a `{ type: "error" }`
+   * event and their streams end. The producer renews its lease five times per period. Default: 5000.
+   */
+  lease?: number;
+}
+
+/** `resume` as validated once by `sseStream()`. */
+export interface ResolvedResume {
+  keyOf: (req: Request) => string;
+  store: ResumeStore;
+  settings: RunSettings;
+  serialize: Serializer;
+}
+
+const KNOWN_OPTIONS = new Set(
+  Object.keys({ key: true, store: true, ttl: true, maxEvents: true, lease: true } satisfies Record<keyof ResumeOptions, true>),
+);
+const STORE_METHODS = ['open', 'append', 'renew', 'end', 'abort', 'read', 'watch'] as const;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** @throws TypeError naming the option (`resume.ttl`, …) for a bad value. */
+export function resolveResume(options: ResumeOptions, serialize: Serializer): ResolvedResume {
+  if (options === null || typeof options !== 'object') throw new TypeError(`resume: expected an object, got ${describe(options)}`);
+  for (const name of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(name)) throw new TypeError(`resume.${name}: not an option of resume`);
+  }
+  const { key, store = defaultStore } = options;
+  if (typeof key !== 'function') throw new TypeError(`resume.key: expected a function of the request, got ${describe(key)}`);
+  if (store === null || typeof store !== 'object' || STORE_METHODS.some((method) => typeof store[method] !== 'function')) {
+    throw new TypeError(`resume.store: expected a ResumeStore (an object with ${STORE_METHODS.join(', ')}), got ${describe(store)}`);
+  }
+  const ttl = positiveMilliseconds(options.ttl ?? 600_000, 'resume.ttl');
+  const lease = positiveMilliseconds(options.lease ?? 5_000, 'resume.lease');
+  const maxEvents = nonNegativeInteger(options.maxEvents ?? 10_000, 'resume.maxEvents');
+  if (maxEvents === 0) throw new TypeError('resume.maxEvents: must be at least 1');
+  return {
+    keyOf(req) {
+      const value: unknown = key(req);
+      if (typeof value !== 'string' || value === '') {
+        throw new TypeError(`resume.key: expected the function to return a non-empty string, got ${describe(value)}`);
+      }
+      return value;
+    },
+    store,
+    settings: { ttl, lease, maxEvents },
+    serialize,
+  };
+}
+
+/**
+ * Serves one request of a resumable route: opens the run for `key`, starts the route (`startRoute`) when this
+ * request created it, and makes the response follow the run from the client's `Last-Event-ID`.
+ */
+export async function serveResumable(
+  resume: ResolvedResume,
+  key: string,
+  response: ResponseStream,
+  lastEventId: string | undefined,
+  startRoute: (run: SseStream) => void,
+): Promise<void> {
+  const { store, settings, serialize } = resume;
+  let opened;
+  try {
+    opened = await store.open(key, settings);
+  } catch (error) {
+    storeWarning('open()', error);
+    response.push({ type: 'error', message: 'The stream is temporarily unavailable' });
+    await response.close();
+    return;
+  }
+  if (opened.created) startRoute(new RunStream(store, key, opened.runId, settings, serialize, lastEventId));
+  await follow({ store, key, runId: opened.runId, poll: Math.max(1, Math.floor(settings.lease / 4)) }, response, lastEventId);
+}
+
+function positiveMilliseconds(value: unknown, name: string): number {
+  const milliseconds = nonNegativeInteger(value, name);
+  if (milliseconds === 0 || milliseconds > MAX_TIMER_MS) throw new TypeError(`${name}: expected 1 to ${MAX_TIMER_MS} milliseconds, got ${milliseconds}`);
+  return milliseconds;
+}

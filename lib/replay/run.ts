@@ -1,0 +1,192 @@
+/**
+ * A resumable run: the route's work behind `sseStream({ resume })`, writing its events to a store instead of one
+ * response, so it outlives its connection and any number of clients can follow it.
+ */
+import { SSE, type PushOptions, type Serializer } from '../encode.js';
+import { abortReason, type CloseReason, type SseStream } from '../stream.js';
+import { MemoryStore } from './memory.js';
+import { storeWarning, type ResumeStore, type RunEnd, type RunSettings } from './store.js';
+
+/** The in-memory store resumable routes use when given none; one per process, shared by the CJS and ESM builds. */
+const DEFAULT_STORE = Symbol.for('express-sse-context.memory-store.v1');
+export const defaultStore: ResumeStore = ((globalThis as Record<symbol, unknown>)[DEFAULT_STORE] ??=
+  new MemoryStore()) as ResumeStore;
+
+/** Runs produced by this process, by store and key, so `abortRun()` stops a local one without waiting for its lease. */
+const LIVE_RUNS = Symbol.for('express-sse-context.live-runs.v1');
+const liveRuns: WeakMap<ResumeStore, Map<string, RunStream>> = ((globalThis as Record<symbol, unknown>)[LIVE_RUNS] ??=
+  new WeakMap<ResumeStore, Map<string, RunStream>>()) as WeakMap<ResumeStore, Map<string, RunStream>>;
+
+const SENT = Promise.resolve(true);
+const NOT_SENT = Promise.resolve(false);
+
+/** Characters appended without the producer giving the event loop a turn; past it, `send()` yields one. */
+const YIELD_EVERY = 64 * 1024;
+
+/**
+ * The `res.sse` of the route that produces a resumable run. Its events go to the store, numbered by it; its signal
+ * aborts on `abortRun()`, a lost lease or `ttl`, not when a client disconnects.
+ */
+export class RunStream implements SseStream {
+  readonly lastEventId: string | undefined;
+  readonly #store: ResumeStore;
+  readonly #key: string;
+  readonly #runId: string;
+  readonly #serialize: Serializer;
+  readonly #abort = new AbortController();
+  readonly #renewal: NodeJS.Timeout;
+  readonly #expiry: NodeJS.Timeout;
+  #closeReason: CloseReason | undefined;
+  #closing: Promise<void> | undefined;
+  /** Encoded events not yet handed to the store, and the `send()` callers waiting for them to be durable. */
+  #bodies: string[] = [];
+  #durable: Array<(sent: boolean) => void> = [];
+  /** The append in flight; later events wait for it, so the store sees them in order. */
+  #appending: Promise<void> | undefined;
+  #sinceYield = 0;
+
+  constructor(store: ResumeStore, key: string, runId: string, settings: RunSettings, serialize: Serializer, lastEventId: string | undefined) {
+    this.#store = store;
+    this.#key = key;
+    this.#runId = runId;
+    this.#serialize = serialize;
+    this.lastEventId = lastEventId;
+    this.#renewal = setInterval(() => this.#renew(), Math.max(1, Math.floor(settings.lease * 0.2)));
+    this.#renewal.unref();
+    this.#expiry = setTimeout(() => void this.#finish('expired', 'expired'), settings.ttl);
+    this.#expiry.unref();
+    let runs = liveRuns.get(store);
+    if (runs === undefined) liveRuns.set(store, (runs = new Map()));
+    runs.set(key, this);
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  get closed(): boolean {
+    return this.#closeReason !== undefined;
+  }
+
+  get closeReason(): CloseReason | undefined {
+    return this.#closeReason;
+  }
+
+  push(data: unknown, options?: PushOptions): boolean {
+    if (this.#closeReason !== undefined || this.#closing !== undefined) return false;
+    if (options?.id !== undefined) throw new TypeError('id: a resumable stream numbers its events itself');
+    const body = SSE.event(data, options, this.#serialize);
+    this.#bodies.push(body);
+    this.#sinceYield += body.length;
+    if (this.#appending === undefined) this.#appending = this.#appendAll();
+    return true;
+  }
+
+  send(data: unknown, options?: PushOptions): Promise<boolean> {
+    let pushed: boolean;
+    try {
+      pushed = this.push(data, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (!pushed) return NOT_SENT;
+    return new Promise((resolve) => this.#durable.push(resolve));
+  }
+
+  /** Comments are not events, so a run stores none: this only checks `text`, as every stream's `comment()` does. */
+  comment(text: string): void {
+    SSE.comment(text);
+  }
+
+  close(): Promise<void> {
+    return this.#finish('close', 'done');
+  }
+
+  /** For `abortRun()`: the store has already recorded the end; this stops the work. */
+  aborted(): void {
+    this.#end('aborted');
+  }
+
+  /** Hands every encoded event to the store, a batch per append, in order; ends the run if the store refuses. */
+  async #appendAll(): Promise<void> {
+    // Events pushed in the same tick go in one append.
+    await SENT;
+    while (this.#bodies.length > 0 && this.#closeReason === undefined) {
+      const bodies = this.#bodies;
+      const durable = this.#durable;
+      this.#bodies = [];
+      this.#durable = [];
+      let appended: number | false;
+      try {
+        appended = await this.#store.append(this.#key, this.#runId, bodies);
+      } catch (error) {
+        storeWarning('append()', error);
+        appended = false;
+      }
+      if (appended === false) this.#end('aborted');
+      const sent = appended !== false;
+      if (sent && this.#sinceYield > YIELD_EVERY) {
+        // A producer that only awaits send() would otherwise never let timers and sockets run.
+        this.#sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      for (const resolve of durable) resolve(sent);
+    }
+    this.#appending = undefined;
+  }
+
+  /** Stores what is queued, then the end, then closes the run; once, whoever asks first. */
+  #finish(closeReason: CloseReason, end: RunEnd): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#appending;
+      if (this.#closeReason === undefined) {
+        try {
+          await this.#store.end(this.#key, this.#runId, end);
+        } catch (error) {
+          storeWarning('end()', error);
+        }
+      }
+      this.#end(closeReason);
+    })();
+    return this.#closing;
+  }
+
+  #renew(): void {
+    this.#store.renew(this.#key, this.#runId).then(
+      (held) => {
+        if (!held) this.#end('aborted');
+      },
+      (error: unknown) => storeWarning('renew()', error),
+    );
+  }
+
+  #end(reason: CloseReason): void {
+    if (this.#closeReason !== undefined) return;
+    this.#closeReason = reason;
+    clearInterval(this.#renewal);
+    clearTimeout(this.#expiry);
+    const runs = liveRuns.get(this.#store);
+    if (runs?.get(this.#key) === this) runs.delete(this.#key);
+    this.#bodies = [];
+    const durable = this.#durable;
+    this.#durable = [];
+    for (const resolve of durable) resolve(false);
+    this.#abort.abort(abortReason(reason));
+  }
+}
+
+/**
+ * Stops the resumable run under `key` in `store` (default: the in-memory store), from any route or process: its
+ * clients get the `done` terminator after what was already sent, and its `res.sse.signal` aborts (at once in this
+ * process; in another, within a fifth of its `lease`). Resolves `true` when a live run was stopped.
+ *
+ * @example
+ * app.post('/runs/:id/stop', async (req, res) => res.json({ stopped: await abortRun(req.params.id) }));
+ * @throws TypeError for a `key` that is not a non-empty string.
+ */
+export async function abortRun(key: string, store: ResumeStore = defaultStore): Promise<boolean> {
+  if (typeof key !== 'string' || key === '') throw new TypeError('key: expected a non-empty string');
+  const stopped = await store.abort(key);
+  liveRuns.get(store)?.get(key)?.aborted();
+  return stopped;
+}

@@ -1,0 +1,121 @@
+/**
+ * The one small interface behind resumable streams: an ordered, bounded, expiring log of encoded SSE frames per
+ * key, with one producer holding a lease on it and any number of followers reading it by position.
+ *
+ * A store knows nothing of Express or of responses; `lib/replay/run.ts` writes to it, `lib/replay/follow.ts` reads
+ * from it. Every event and the end of a run are durable in the store: a wake-up (`watch`) is only a hint that
+ * saves a follower from polling, so a lost one costs latency, never an event.
+ */
+
+/** How a run ended: its route closed it, `abortRun()` stopped it, it outlived `ttl`, or its producer vanished. */
+export type RunEnd = 'done' | 'aborted' | 'expired' | 'lost';
+
+/** Settings of one run, fixed by whoever opens it. */
+export interface RunSettings {
+  /**
+   * Milliseconds the run may go on, and how long its events are kept after it ends.
+   */
+  ttl: number;
+  /** Milliseconds after which a producer that stopped renewing its lease is taken for dead. */
+  lease: number;
+  /** Events kept per key; the oldest are dropped past it. */
+  maxEvents: number;
+}
+
+/** The answer of `open()`. */
+export interface OpenedRun {
+  /** Identifies this run of the key; part of every event id, so an id from another run or key is recognised. */
+  runId: string;
+  /** `true` when this call created the run (and holds its lease), `false` when one already existed. */
+  created: boolean;
+}
+
+/** One stored event: its position in the run and its complete SSE frame, `id:` line included. */
+export interface StoredEvent {
+  /** 1 for the first event of a run, then 2, 3, … without gaps. */
+  seq: number;
+  /** The encoded frame, ready for the socket. */
+  frame: string;
+}
+
+/** The answer of `read()`. */
+export interface ReadResult {
+  /** The run under the key, or `undefined` when there is none (never was, or expired). */
+  runId: string | undefined;
+  /** Events after the position asked for, oldest first, at most the limit asked for. */
+  events: StoredEvent[];
+  /** How many events after the position asked for were dropped (past `maxEvents`) before the first one returned. */
+  missed: number;
+  /** The position of the last event appended so far (0 before the first). */
+  tail: number;
+  /** How the run ended, set only once `events` reaches the tail: nothing more will come. */
+  end: RunEnd | undefined;
+}
+
+/**
+ * Where resumable streams keep their events. The default is an in-memory store; `express-sse-context/redis`
+ * provides one on Redis Streams for many instances. Keys are the store's own: two routes that share a store and
+ * produce the same key share a run.
+ */
+export interface ResumeStore {
+  /**
+   * Creates the run for `key` when none exists (the caller then holds its lease), or reports the existing one.
+   * Atomic: of any number of concurrent callers, exactly one gets `created: true`.
+   */
+  open(key: string, settings: RunSettings): Promise<OpenedRun>;
+  /**
+   * Appends events, in order, each an encoded SSE frame without its `id:` line; the store gives each the next
+   * position and the `id: <runId>.<seq>` line. Resolves with the position of the last one, or `false` (nothing
+   * appended) when `runId` is no longer the key's live run.
+   */
+  append(key: string, runId: string, bodies: readonly string[]): Promise<number | false>;
+  /** Renews the producer's lease. Resolves `false` when it was lost (the run ended, was aborted, or expired). */
+  renew(key: string, runId: string): Promise<boolean>;
+  /** Ends the run after every event appended so far. Resolves `false` when it had already ended. */
+  end(key: string, runId: string, reason: RunEnd): Promise<boolean>;
+  /** Ends the key's live run as `'aborted'`, whichever process produces it. Resolves `false` when none was live. */
+  abort(key: string): Promise<boolean>;
+  /**
+   * Reads up to `limit` events after position `after`. When the run's lease has lapsed without an end, the store
+   * records the end as `'lost'` first, so every follower sees the same.
+   */
+  read(key: string, after: number, limit: number): Promise<ReadResult>;
+  /**
+   * Calls `onWake` whenever something may have been appended to `key` or its run ended (a hint: read to see).
+   * Resolves, once the store listens, with the function that stops it.
+   */
+  watch(key: string, onWake: () => void): Promise<() => void>;
+}
+
+/** The `id:` value of the event at `seq` of run `runId`: what a browser sends back as `Last-Event-ID`. */
+export function eventId(runId: string, seq: number): string {
+  return `${runId}.${seq}`;
+}
+
+/**
+ * The position after which a client that sent `lastEventId` resumes in run `runId`: the id's position when it is
+ * one of this run's ids, else 0 (from the start of what is kept), for a missing, malformed or foreign id.
+ */
+export function resumePosition(lastEventId: string | undefined, runId: string): number {
+  if (lastEventId === undefined) return 0;
+  const dot = lastEventId.lastIndexOf('.');
+  if (dot <= 0 || lastEventId.slice(0, dot) !== runId) return 0;
+  const digits = lastEventId.slice(dot + 1);
+  if (!/^[1-9][0-9]{0,15}$/.test(digits)) return 0;
+  const seq = Number(digits);
+  return Number.isSafeInteger(seq) ? seq : 0;
+}
+
+/** A fresh run id: 12 base-36 characters from a CSPRNG, so ids cannot be guessed across runs. */
+export function newRunId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  let id = '';
+  for (const byte of bytes) id += byte.toString(36).padStart(2, '0');
+  return id.slice(0, 12);
+}
+
+/** Reports a failing store call as a process warning: a resumable stream must not throw from inside its timers. */
+export function storeWarning(operation: string, error: unknown): void {
+  const message = error instanceof Error ? error.message : String(error);
+  process.emitWarning(`express-sse-context: the resume store's ${operation} failed: ${message}`, 'SseResumeStoreWarning');
+}
