@@ -185,13 +185,14 @@ export class ResponseStream implements SseStream {
   }
 
   /**
-   * For resumable streams: writes a frame encoded once for every follower (its `id:` line included), then waits as
-   * `send()` does.
+   * For resumable streams and channels: queues a frame encoded once for every follower (its `id:` line included).
+   * Returns `true` while the client keeps up, `false` once more than `highWaterMark` characters wait for it (then
+   * await `writable()` before writing more) or the stream is closed.
    */
-  sendFrame(frame: string): Promise<boolean> {
-    if (this.#closeReason !== undefined || !this.#enqueue(frame)) return NOT_SENT;
+  writeFrame(frame: string): boolean {
+    if (this.#closeReason !== undefined || !this.#enqueue(frame)) return false;
     this.#events += 1;
-    return this.writable();
+    return this.#bufferedBytes() <= this.#settings.highWaterMark;
   }
 
   /** Resolves `true` once at most `highWaterMark` characters wait for the client, `false` if the stream closed. */

@@ -1,96 +1,265 @@
 /**
- * One client following a resumable run: replay what the store kept after its `Last-Event-ID`, then the live
- * events, then the end. It reads by position, so the seam between replay and live can hold neither a gap nor a
- * duplicate, and a slow client is served at its own pace (it waits for `'drain'`, the store keeps the events).
+ * Clients following a run (or a channel) in a store: each replays what the store kept after its `Last-Event-ID`
+ * at its own pace, then joins the key's feed, which reads each new batch from the store once for every client of
+ * this process that is caught up and writes the same frame strings to all of them.
+ *
+ * Everything goes by position, so the seam between replay and live holds neither a gap nor a duplicate, and a
+ * client that falls behind (more than `highWaterMark` waiting) leaves the feed and catches up on its own, from the
+ * store, without slowing the others.
  */
 import type { ResponseStream } from '../stream.js';
-import { resumePosition, storeWarning, type ResumeStore, type RunEnd } from './store.js';
+import { resumePosition, storeWarning, type ReadResult, type ResumeStore, type RunEnd } from './store.js';
 
 /** Events read per store round trip. */
 const BATCH = 256;
 
-/** Frames a follower writes of its own, encoded once per process. */
-const LOST_FRAMES: Record<Exclude<RunEnd, 'done' | 'aborted'> | 'gone' | 'unavailable', string> = {
+/** The `{ type: "error" }` frames a follower writes itself, by why it stops; encoded once per process. */
+const FAILURE_FRAMES: Partial<Record<RunEnd | 'gone' | 'unavailable', string>> = {
   expired: errorFrame('The run took longer than its time limit and was stopped'),
   lost: errorFrame('The run stopped unexpectedly'),
   gone: errorFrame('The run is no longer available'),
   unavailable: errorFrame('The stream is temporarily unavailable'),
 };
 
-/** What a follower needs to know of the run it follows. */
+/** What a follower follows. */
 export interface FollowTarget {
   store: ResumeStore;
   key: string;
   runId: string;
-  /** Milliseconds between reads while nothing wakes the follower: how soon it notices a producer that died. */
+  /** Milliseconds between the feed's reads while nothing wakes it: how soon it notices a producer that died. */
   poll: number;
 }
+
+/** One response following a key: where it is, and how to end it. */
+class Follower {
+  cursor: number;
+  #done: (() => void) | undefined;
+  readonly finished = new Promise<void>((resolve) => (this.#done = resolve));
+
+  constructor(
+    readonly response: ResponseStream,
+    cursor: number,
+  ) {
+    this.cursor = cursor;
+  }
+
+  /**
+   * Writes the events this follower has not had yet, until its client falls more than `highWaterMark` behind: then
+   * returns `false`, and the rest stays in the store for it.
+   */
+  write(events: ReadResult['events']): boolean {
+    for (const event of events) {
+      if (event.seq <= this.cursor) continue;
+      this.cursor = event.seq;
+      if (!this.response.writeFrame(event.frame)) return false;
+    }
+    return true;
+  }
+
+  /** Ends the response with the stream's `done` terminator (after an error event where the run failed). */
+  end(why: RunEnd | 'gone' | 'unavailable'): void {
+    const frame = FAILURE_FRAMES[why];
+    if (frame !== undefined) this.response.writeFrame(frame);
+    void this.response.close().then(this.#done);
+  }
+
+  /** For a follower whose client left first. */
+  release(): void {
+    this.#done?.();
+  }
+}
+
+/** The shared reader of one key in this process, and the followers it serves live. */
+class Feed {
+  readonly #target: FollowTarget;
+  readonly #live = new Set<Follower>();
+  readonly #members = new Set<Follower>();
+  readonly #dispose: () => void;
+  #unwatch: (() => void) | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  /** Position up to which every live follower has been served. */
+  #cursor = 0;
+  #reading = false;
+  #again = false;
+  #ended: RunEnd | 'gone' | 'unavailable' | undefined;
+  readonly ready: Promise<void>;
+
+  constructor(target: FollowTarget, dispose: () => void) {
+    this.#target = target;
+    this.#dispose = dispose;
+    // Watch before any follower's first read: an event appended in between then wakes the feed instead of being missed.
+    this.ready = target.store.watch(target.key, () => this.#pump()).then(
+      (unwatch) => {
+        this.#unwatch = unwatch;
+        if (this.#members.size === 0) this.#close();
+      },
+      (error: unknown) => {
+        storeWarning('watch()', error);
+        this.#ended = 'unavailable';
+        this.#dispose();
+      },
+    );
+  }
+
+  /** Serves `follower` from its cursor until the run ends or the client leaves. */
+  async serve(follower: Follower): Promise<void> {
+    this.#members.add(follower);
+    const onLeave = (): void => {
+      this.#leave(follower);
+      follower.release();
+    };
+    follower.response.signal.addEventListener('abort', onLeave);
+    try {
+      await this.ready;
+      await this.#catchUp(follower);
+      await follower.finished;
+    } finally {
+      follower.response.signal.removeEventListener('abort', onLeave);
+      this.#leave(follower);
+    }
+  }
+
+  /** Replays from the store at the client's pace until the follower is level with the feed, then joins it. */
+  async #catchUp(follower: Follower): Promise<void> {
+    const { store, key, runId } = this.#target;
+    const { response } = follower;
+    while (!response.closed) {
+      if (this.#ended !== undefined && follower.cursor >= this.#cursor) return follower.end(this.#ended);
+      let read: ReadResult;
+      try {
+        read = await store.read(key, follower.cursor, BATCH);
+      } catch (error) {
+        storeWarning('read()', error);
+        return follower.end('unavailable');
+      }
+      if (response.closed) return follower.release();
+      if (read.runId !== runId) return follower.end('gone');
+      if (follower.cursor > read.tail) {
+        // An id of this run from beyond its end cannot be real: replay from the start instead.
+        follower.cursor = 0;
+        continue;
+      }
+      if (read.missed > 0) response.writeFrame(missedFrame(read.missed));
+      if (!follower.write(read.events)) {
+        if (!(await response.writable())) return follower.release();
+      } else if (read.end !== undefined) {
+        return follower.end(read.end);
+      } else if (read.events.length < BATCH && follower.cursor >= this.#cursor) {
+        if (this.#live.size === 0) this.#cursor = follower.cursor;
+        this.#live.add(follower);
+        this.#startPolling();
+        // Whatever came while the follower read was appended after its read: the feed's next pump brings it.
+        this.#pump();
+        return;
+      }
+    }
+    follower.release();
+  }
+
+  /** Reads what is new once and writes it to every live follower; one pump at a time, again if woken meanwhile. */
+  #pump(): void {
+    if (this.#live.size === 0) return;
+    if (this.#reading) {
+      this.#again = true;
+      return;
+    }
+    this.#reading = true;
+    void this.#readNew().finally(() => {
+      this.#reading = false;
+      if (this.#again) {
+        this.#again = false;
+        this.#pump();
+      }
+    });
+  }
+
+  async #readNew(): Promise<void> {
+    const { store, key, runId } = this.#target;
+    for (;;) {
+      let read: ReadResult;
+      try {
+        read = await store.read(key, this.#cursor, BATCH);
+      } catch (error) {
+        storeWarning('read()', error);
+        return this.#endLive('unavailable');
+      }
+      if (read.runId !== runId) return this.#endLive('gone');
+      const missed = read.missed > 0 ? missedFrame(read.missed) : undefined;
+      for (const follower of this.#live) {
+        if (missed !== undefined) follower.response.writeFrame(missed);
+        if (!follower.write(read.events)) this.#fallBehind(follower);
+      }
+      const last = read.events.at(-1);
+      if (last !== undefined) this.#cursor = Math.max(this.#cursor, last.seq);
+      if (read.end !== undefined) return this.#endLive(read.end);
+      if (read.events.length < BATCH || this.#live.size === 0) return;
+    }
+  }
+
+  /** A follower more than `highWaterMark` behind leaves the feed, and rejoins once it has caught up from the store. */
+  #fallBehind(follower: Follower): void {
+    this.#live.delete(follower);
+    void follower.response.writable().then((open) => (open ? this.#catchUp(follower) : follower.release()));
+  }
+
+  #endLive(why: RunEnd | 'gone' | 'unavailable'): void {
+    this.#ended = why;
+    for (const follower of this.#live) follower.end(why);
+    this.#live.clear();
+    this.#stopPolling();
+    // Followers still catching up finish on their own; one that comes later reads the end from the store.
+    this.#dispose();
+  }
+
+  #startPolling(): void {
+    if (this.#timer !== undefined) return;
+    this.#timer = setInterval(() => this.#pump(), this.#target.poll);
+    this.#timer.unref();
+  }
+
+  #stopPolling(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #leave(follower: Follower): void {
+    this.#live.delete(follower);
+    if (this.#live.size === 0) this.#stopPolling();
+    if (this.#members.delete(follower) && this.#members.size === 0) this.#close();
+  }
+
+  #close(): void {
+    this.#stopPolling();
+    this.#dispose();
+    this.#unwatch?.();
+    this.#unwatch = undefined;
+  }
+}
+
+/** The feeds of this process, by store and run: one per key that has followers here. */
+const feeds = new WeakMap<ResumeStore, Map<string, Feed>>();
 
 /**
  * Sends `response` the run's events after the client's `lastEventId` (all that is kept when it is missing, malformed
  * or from another run), then follows until the run ends or the client leaves. Ends the response with the
  * stream's `done` terminator; a run that was lost or expired first gets a `{ type: "error" }` event.
  */
-export async function follow(target: FollowTarget, response: ResponseStream, lastEventId: string | undefined): Promise<void> {
-  const { store, key, runId, poll } = target;
-  /** Wake-ups so far: one that comes while a read is in flight must not be slept through. */
-  let wakes = 0;
-  let wakeUp: (() => void) | undefined;
-  const wake = (): void => {
-    wakes += 1;
-    wakeUp?.();
-  };
-  const { signal } = response;
-  signal.addEventListener('abort', wake);
-  let unwatch: (() => void) | undefined;
-  try {
-    // Watch before the first read: an event appended in between then wakes this follower instead of being missed.
-    unwatch = await store.watch(key, wake);
-    let cursor = resumePosition(lastEventId, runId);
-    while (!response.closed) {
-      const wakesBefore = wakes;
-      const read = await store.read(key, cursor, BATCH);
-      if (response.closed) return;
-      if (read.runId !== runId) return void (await endWith(response, LOST_FRAMES.gone));
-      if (cursor > read.tail) {
-        // An id of this run from beyond its end cannot be real: replay from the start instead.
-        cursor = 0;
-        continue;
-      }
-      if (read.missed > 0) response.sendFrame(`data: {"type":"missed","count":${read.missed}}\n\n`);
-      for (const event of read.events) {
-        cursor = event.seq;
-        if (!(await response.sendFrame(event.frame))) return;
-      }
-      if (read.end !== undefined) {
-        return void (await endWith(response, read.end === 'done' || read.end === 'aborted' ? '' : LOST_FRAMES[read.end]));
-      }
-      if (read.events.length === 0 && wakes === wakesBefore) await sleepUntilWoken(poll, (resolve) => (wakeUp = resolve));
-      wakeUp = undefined;
-    }
-  } catch (error) {
-    storeWarning('read() or watch()', error);
-    await endWith(response, LOST_FRAMES.unavailable);
-  } finally {
-    signal.removeEventListener('abort', wake);
-    unwatch?.();
-  }
-}
-
-/** Writes `frame` (if any), then closes the response with its `done` terminator, so the browser does not reconnect. */
-async function endWith(response: ResponseStream, frame: string): Promise<void> {
-  if (frame !== '') response.sendFrame(frame);
-  await response.close();
-}
-
-function sleepUntilWoken(milliseconds: number, register: (resolve: () => void) => void): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, milliseconds);
-    register(() => {
-      clearTimeout(timer);
-      resolve();
+export function follow(target: FollowTarget, response: ResponseStream, lastEventId: string | undefined): Promise<void> {
+  let byRun = feeds.get(target.store);
+  if (byRun === undefined) feeds.set(target.store, (byRun = new Map()));
+  const runs = byRun;
+  let feed = runs.get(target.runId);
+  if (feed === undefined) {
+    const created: Feed = new Feed(target, () => {
+      if (runs.get(target.runId) === created) runs.delete(target.runId);
     });
-  });
+    runs.set(target.runId, (feed = created));
+  }
+  return feed.serve(new Follower(response, resumePosition(lastEventId, target.runId)));
+}
+
+function missedFrame(count: number): string {
+  return `data: {"type":"missed","count":${count}}\n\n`;
 }
 
 function errorFrame(message: string): string {
