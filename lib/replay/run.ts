@@ -5,6 +5,7 @@
 import { SSE, type PushOptions, type Serializer } from '../encode.js';
 import { abortReason, type CloseReason, type SseStream } from '../stream.js';
 import { MemoryStore } from './memory.js';
+import { Appender } from './append.js';
 import { storeWarning, type ResumeStore, type RunEnd, type RunSettings } from './store.js';
 
 /** The in-memory store resumable routes use when given none; one per process, shared by the CJS and ESM builds. */
@@ -17,11 +18,7 @@ const LIVE_RUNS = Symbol.for('express-sse-context.live-runs.v1');
 const liveRuns: WeakMap<ResumeStore, Map<string, RunStream>> = ((globalThis as Record<symbol, unknown>)[LIVE_RUNS] ??=
   new WeakMap<ResumeStore, Map<string, RunStream>>()) as WeakMap<ResumeStore, Map<string, RunStream>>;
 
-const SENT = Promise.resolve(true);
 const NOT_SENT = Promise.resolve(false);
-
-/** Characters appended without the producer giving the event loop a turn; past it, `send()` yields one. */
-const YIELD_EVERY = 64 * 1024;
 
 /**
  * The `res.sse` of the route that produces a resumable run. Its events go to the store, numbered by it; its signal
@@ -36,14 +33,9 @@ export class RunStream implements SseStream {
   readonly #abort = new AbortController();
   readonly #renewal: NodeJS.Timeout;
   readonly #expiry: NodeJS.Timeout;
+  readonly #appender: Appender;
   #closeReason: CloseReason | undefined;
   #closing: Promise<void> | undefined;
-  /** Encoded events not yet handed to the store, and the `send()` callers waiting for them to be durable. */
-  #bodies: string[] = [];
-  #durable: Array<(sent: boolean) => void> = [];
-  /** The append in flight; later events wait for it, so the store sees them in order. */
-  #appending: Promise<void> | undefined;
-  #sinceYield = 0;
 
   constructor(store: ResumeStore, key: string, runId: string, settings: RunSettings, serialize: Serializer, lastEventId: string | undefined) {
     this.#store = store;
@@ -51,6 +43,7 @@ export class RunStream implements SseStream {
     this.#runId = runId;
     this.#serialize = serialize;
     this.lastEventId = lastEventId;
+    this.#appender = new Appender(store, key, runId, () => this.#end('aborted'));
     this.#renewal = setInterval(() => this.#renew(), Math.max(1, Math.floor(settings.lease * 0.2)));
     this.#renewal.unref();
     this.#expiry = setTimeout(() => void this.#finish('expired', 'expired'), settings.ttl);
@@ -75,10 +68,7 @@ export class RunStream implements SseStream {
   push(data: unknown, options?: PushOptions): boolean {
     if (this.#closeReason !== undefined || this.#closing !== undefined) return false;
     if (options?.id !== undefined) throw new TypeError('id: a resumable stream numbers its events itself');
-    const body = SSE.event(data, options, this.#serialize);
-    this.#bodies.push(body);
-    this.#sinceYield += body.length;
-    if (this.#appending === undefined) this.#appending = this.#appendAll();
+    this.#appender.add(SSE.event(data, options, this.#serialize));
     return true;
   }
 
@@ -89,8 +79,7 @@ export class RunStream implements SseStream {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (!pushed) return NOT_SENT;
-    return new Promise((resolve) => this.#durable.push(resolve));
+    return pushed ? this.#appender.durable() : NOT_SENT;
   }
 
   /** Comments are not events, so a run stores none: this only checks `text`, as every stream's `comment()` does. */
@@ -107,38 +96,10 @@ export class RunStream implements SseStream {
     this.#end('aborted');
   }
 
-  /** Hands every encoded event to the store, a batch per append, in order; ends the run if the store refuses. */
-  async #appendAll(): Promise<void> {
-    // Events pushed in the same tick go in one append.
-    await SENT;
-    while (this.#bodies.length > 0 && this.#closeReason === undefined) {
-      const bodies = this.#bodies;
-      const durable = this.#durable;
-      this.#bodies = [];
-      this.#durable = [];
-      let appended: number | false;
-      try {
-        appended = await this.#store.append(this.#key, this.#runId, bodies);
-      } catch (error) {
-        storeWarning('append()', error);
-        appended = false;
-      }
-      if (appended === false) this.#end('aborted');
-      const sent = appended !== false;
-      if (sent && this.#sinceYield > YIELD_EVERY) {
-        // A producer that only awaits send() would otherwise never let timers and sockets run.
-        this.#sinceYield = 0;
-        await new Promise<void>((resolve) => setImmediate(resolve));
-      }
-      for (const resolve of durable) resolve(sent);
-    }
-    this.#appending = undefined;
-  }
-
   /** Stores what is queued, then the end, then closes the run; once, whoever asks first. */
   #finish(closeReason: CloseReason, end: RunEnd): Promise<void> {
     this.#closing ??= (async () => {
-      await this.#appending;
+      await this.#appender.settled();
       if (this.#closeReason === undefined) {
         try {
           await this.#store.end(this.#key, this.#runId, end);
@@ -167,10 +128,7 @@ export class RunStream implements SseStream {
     clearTimeout(this.#expiry);
     const runs = liveRuns.get(this.#store);
     if (runs?.get(this.#key) === this) runs.delete(this.#key);
-    this.#bodies = [];
-    const durable = this.#durable;
-    this.#durable = [];
-    for (const resolve of durable) resolve(false);
+    this.#appender.discard();
     this.#abort.abort(abortReason(reason));
   }
 }

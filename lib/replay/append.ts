@@ -1,0 +1,101 @@
+/**
+ * The write side of a store key, shared by runs and channels: events encoded once, handed to the store in order,
+ * one append per tick's batch, with a promise for whoever waits for them to be durable.
+ */
+import { storeWarning, type ResumeStore } from './store.js';
+
+/** Characters appended without the producer giving the event loop a turn; past it, `durable()` yields one. */
+const YIELD_EVERY = 64 * 1024;
+
+const TICK = Promise.resolve();
+
+/** Appends encoded event bodies to one run of one key, in the order they were added. */
+export class Appender {
+  readonly #store: ResumeStore;
+  readonly #key: string;
+  readonly #runId: Promise<string>;
+  /** Called once when the store refuses an append (the run ended, was aborted, or lost its lease) or fails. */
+  readonly #onRefused: () => void;
+  #bodies: string[] = [];
+  #waiting: Array<(appended: boolean) => void> = [];
+  #appending: Promise<void> | undefined;
+  #refused = false;
+  #sinceYield = 0;
+
+  constructor(store: ResumeStore, key: string, runId: string | Promise<string>, onRefused: () => void) {
+    this.#store = store;
+    this.#key = key;
+    this.#runId = Promise.resolve(runId);
+    this.#onRefused = onRefused;
+  }
+
+  /** Queues one encoded body (an SSE frame without its `id:` line). */
+  add(body: string): void {
+    this.#bodies.push(body);
+    this.#sinceYield += body.length;
+    this.#appending ??= this.#appendAll();
+  }
+
+  /** Resolves `true` once everything added so far is in the store, `false` if the store refused it. */
+  durable(): Promise<boolean> {
+    if (this.#refused) return Promise.resolve(false);
+    if (this.#appending === undefined) return Promise.resolve(true);
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  /** Resolves once no append is in flight. */
+  async settled(): Promise<void> {
+    await this.#appending;
+  }
+
+  /** Drops what is queued: the run is over. */
+  discard(): void {
+    this.#refused = true;
+    this.#bodies = [];
+    this.#settle(false);
+  }
+
+  async #appendAll(): Promise<void> {
+    // Events added in the same tick go in one append.
+    await TICK;
+    let runId: string;
+    try {
+      runId = await this.#runId;
+    } catch {
+      // Opening the key failed (and was reported there): nothing can be appended.
+      runId = '';
+      this.discard();
+      this.#onRefused();
+    }
+    while (this.#bodies.length > 0 && !this.#refused) {
+      const bodies = this.#bodies;
+      const waiting = this.#waiting;
+      this.#bodies = [];
+      this.#waiting = [];
+      let appended: number | false;
+      try {
+        appended = await this.#store.append(this.#key, runId, bodies);
+      } catch (error) {
+        storeWarning('append()', error);
+        appended = false;
+      }
+      if (appended === false) {
+        this.discard();
+        this.#onRefused();
+      } else if (this.#sinceYield > YIELD_EVERY) {
+        // A producer that only awaits its appends would otherwise never let timers and sockets run.
+        this.#sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      for (const resolve of waiting) resolve(appended !== false);
+    }
+    this.#settle(!this.#refused);
+    this.#appending = undefined;
+  }
+
+  #settle(appended: boolean): void {
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const resolve of waiting) resolve(appended);
+  }
+}
