@@ -230,6 +230,38 @@ describe("the README's quick start in a fresh app", () => {
   }, 30_000);
 
   test.each([
+    ['an ES module', 'mjs', "import express from 'express';\nimport { sseStream } from 'express-sse-context';\nimport { readEvents } from 'express-sse-context/client';"],
+    ['CommonJS', 'cjs', "const express = require('express');\nconst { sseStream } = require('express-sse-context');\nconst { readEvents } = require('express-sse-context/client');"],
+  ])('express-sse-context/client loads as %s and reads a POSTed stream from the library’s server', async (_format, extension, imports) => {
+    const file = `client.${extension}`;
+    writeFileSync(
+      path.join(app, file),
+      [
+        imports,
+        'const app = express();',
+        "app.post('/ask', express.json(), sseStream({ done: '[DONE]', heartbeat: 0 }), async (req, res) => {",
+        "  for (const word of req.body.q.split(' ')) res.sse.push({ word, auth: req.get('authorization') });",
+        '  await res.sse.close();',
+        '});',
+        "const server = app.listen(0, '127.0.0.1', async () => {",
+        '  const words = [];',
+        '  const stream = readEvents(`http://127.0.0.1:${server.address().port}/ask`, {',
+        "    method: 'POST',",
+        "    headers: { 'content-type': 'application/json', authorization: 'Bearer x' },",
+        "    body: JSON.stringify({ q: 'from the tarball' }),",
+        "    done: '[DONE]',",
+        '  });',
+        '  for await (const event of stream) words.push(event.json());',
+        '  console.log(JSON.stringify(words));',
+        '  server.close();',
+        '});',
+      ].join('\n'),
+    );
+    const { stdout } = await run(process.execPath, [file], { cwd: app, timeout: 15_000 });
+    expect(JSON.parse(stdout)).toEqual(['from', 'the', 'tarball'].map((word) => ({ word, auth: 'Bearer x' })));
+  }, 30_000);
+
+  test.each([
     ['ESM', 'mts'],
     ['CommonJS', 'cts'],
   ])('type-checks as a strict TypeScript %s consumer (res.sse.push() on Express’s Response)', async (_format, extension) => {
@@ -243,6 +275,17 @@ describe("the README's quick start in a fresh app", () => {
       "  res.sse.push('late', { retry: 'soon' });",
       '  void queued;',
       '});',
+      // The client subpath's types resolve too, and its generic types json().
+      "import { readEvents, SseResponseError } from 'express-sse-context/client';",
+      'export async function firstEcho(): Promise<string> {',
+      "  for await (const event of readEvents<{ echo: string }>('http://127.0.0.1/', { method: 'POST', done: '[DONE]' })) {",
+      '    const echo: string = event.json().echo;',
+      '    // @ts-expect-error echo is a string',
+      '    const wrong: number = event.json().echo;',
+      '    return echo + String(wrong);',
+      '  }',
+      "  throw new SseResponseError('none', { status: 204, contentType: null, body: '', url: '' });",
+      '}',
     ].join('\n');
     writeFileSync(path.join(app, consumer, `quick-start.${extension}`), `${readmeQuickStart()}\n${typed}\n`);
     writeFileSync(

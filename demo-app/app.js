@@ -3,7 +3,8 @@
  * The demo's Express app: a static "agent console" page and the stream it reads.
  *
  *   GET  /chat/stream?message=...        (what the page's EventSource opens)
- *   POST /chat/stream  {"message": "..."} (the same for fetch() and curl)
+ *   POST /chat/stream  {"message": "..."} (the same for the page's readEvents(), fetch() and curl)
+ *   GET  /vendor/...                     (express-sse-context/client and eventsource-parser, as browser modules)
  *
  * Each stream carries `{type:"status"}`, `{type:"log"}`, `{type:"token"}` and `{type:"response"}` events, then the
  * `[DONE]` terminator; a failure midway becomes one `{type:"error"}` event.
@@ -16,6 +17,15 @@ const { createAgent } = require('./agent');
 const { logger: appLogger } = require('./logger');
 
 const MAX_MESSAGE_LENGTH = 500;
+
+/**
+ * The browser modules the page imports: the library's client, as built to dist/esm (`npm start` builds it), and the
+ * ES module build of the one package it imports, which the page's import map resolves `eventsource-parser` to.
+ */
+const BROWSER_MODULES = {
+  '/vendor/express-sse-context/client.js': path.join(path.dirname(require.resolve('express-sse-context/package.json')), 'dist/esm/client.js'),
+  '/vendor/eventsource-parser.js': path.join(path.dirname(require.resolve('eventsource-parser/package.json')), 'dist/index.js'),
+};
 
 /**
  * @param {object} [options]
@@ -33,6 +43,7 @@ function createApp({ stepDelayMs, tokenDelayMs, logger = appLogger } = {}) {
   // `Cache-Control: no-transform`), so no event ever waits in a gzip buffer.
   app.use(compression());
   app.use(express.static(path.join(__dirname, 'public')));
+  for (const [route, file] of Object.entries(BROWSER_MODULES)) app.get(route, (_req, res) => res.sendFile(file));
 
   // One stream setup for both routes: `close()` sends `data: [DONE]` last, which tells the page to close its
   // EventSource instead of reconnecting (and running the agent again).

@@ -1,5 +1,7 @@
 'use strict';
-// The agent console: one EventSource per question, reading status, log, token, response and error events.
+// The agent console: one stream per question, reading status, log, token, response and error events. It is opened
+// with the browser's EventSource (a GET), or, with "POST" ticked, with fetch() through express-sse-context/client's
+// readEvents(), which can send the question as a JSON body.
 (function () {
   const $ = (id) => document.getElementById(id);
   const form = $('ask-form');
@@ -16,11 +18,14 @@
   const answerText = $('answer-text');
   const log = $('log');
   const logCount = $('log-count');
+  const usePost = $('use-post');
 
   const STATE_LABELS = { idle: 'Idle', running: 'Streaming', done: 'Done', stopped: 'Stopped', error: 'Failed' };
 
-  /** The open EventSource, if a question is running. */
+  /** The running question's stream (an EventSource, or the POST reader's `{ close }`), if one is running. */
   let source = null;
+  /** express-sse-context/client, imported on first use (a module, served by the demo with an import map). */
+  let client = null;
   let lines = 0;
 
   function setState(state) {
@@ -144,6 +149,10 @@
     if (source) source.close();
     reset();
     setState('running');
+    if (usePost.checked) {
+      askWithPost(message);
+      return;
+    }
     source = new EventSource(`/chat/stream?message=${encodeURIComponent(message)}`);
     source.onmessage = handle;
     source.onerror = () => {
@@ -152,6 +161,35 @@
       showError('Lost the connection to the server.');
       finish('error');
     };
+  }
+
+  /** The same question as a POST with a JSON body, read with readEvents(): what EventSource cannot do. */
+  async function askWithPost(message) {
+    const controller = new AbortController();
+    // Stop, or the next question, aborts the fetch: the connection closes and the server's res.sse.signal aborts.
+    const own = { close: () => controller.abort() };
+    source = own;
+    try {
+      client ??= await import('/vendor/express-sse-context/client.js');
+      const events = client.readEvents('/chat/stream', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ message }),
+        done: '[DONE]',
+        signal: controller.signal,
+      });
+      // readEvents() ends the loop at [DONE] without yielding it.
+      for await (const event of events) handle(event);
+      if (source === own) finish(document.body.dataset.state === 'error' ? 'error' : 'done');
+    } catch (error) {
+      if (controller.signal.aborted || source !== own) return; // stopped, or replaced by the next question
+      showError(
+        error && error.name === 'SseResponseError'
+          ? `The server answered ${error.status}: ${error.body}`
+          : 'Lost the connection to the server.',
+      );
+      finish('error');
+    }
   }
 
   form.addEventListener('submit', (event) => {
@@ -166,7 +204,7 @@
 
   stopButton.addEventListener('click', () => {
     if (!source) return;
-    // Closing the EventSource drops the connection: on the server res.sse.signal aborts and the agent stops.
+    // Closing the stream drops the connection: on the server res.sse.signal aborts and the agent stops.
     finish('stopped');
     addLogLine('page', 'You stopped the agent. The server aborts its work.', null);
   });
