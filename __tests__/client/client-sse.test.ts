@@ -3,8 +3,10 @@
  * Authorization header, which EventSource cannot send), every field of an event, json() and `parse`, the `done`
  * terminator.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import express from 'express';
 import { sseStream } from '../../lib';
 import { readEvents, type ServerEvent } from '../../lib/client';
@@ -122,4 +124,11 @@ describe('readEvents() over text/event-stream', () => {
       await new Promise((resolve) => raw.close(resolve));
     }
   });
+});
+
+test('lib/client.ts imports only eventsource-parser and uses no Node-only global, so it runs in browsers', () => {
+  const source = readFileSync(path.join(__dirname, '../../lib/client.ts'), 'utf8');
+  const imports = [...source.matchAll(/^\s*(?:import|export)\b[^;]*?from\s+'([^']+)'/gm)].map((match) => match[1]);
+  expect(imports).toEqual(['eventsource-parser']);
+  expect(source).not.toMatch(/\b(?:require\(|process\.|Buffer\b|__dirname|setImmediate\b)/);
 });
