@@ -1,7 +1,7 @@
 /**
- * Integration tests: everything that needs a real peer installed with apt — Chromium (`__tests__/browser/`) and
- * nginx (`__tests__/integration/`). Run with `npm run test:integration`; a missing binary fails the test with the
- * exact `apt-get install` line.
+ * Integration tests: everything that needs a real peer installed with apt — Chromium (`__tests__/browser/`), nginx
+ * and redis-server (`__tests__/integration/`). Run with `npm run test:integration`; a missing binary fails the test
+ * with the exact `apt-get install` line.
  * @type {import('jest').Config}
  */
 const browser = require('./jest.browser.config');
