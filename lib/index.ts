@@ -9,3 +9,4 @@ export { abortRun } from './replay/run.js';
 export { MemoryStore } from './replay/memory.js';
 export type { ResumeOptions } from './replay/resume.js';
 export type { ResumeStore, RunSettings, RunEnd, OpenedRun, StoredEvent, ReadResult } from './replay/store.js';
+export { sseChannel, type SseChannel, type SseChannelOptions } from './replay/channel.js';

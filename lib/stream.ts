@@ -3,7 +3,8 @@
  * an orderly close and an AbortSignal for the work that feeds it.
  */
 import type { ServerResponse } from 'node:http';
-import type { PushOptions, Serializer, WireFormat } from './encode.js';
+import { NDJSON, type PushOptions, type Serializer, type WireFormat } from './encode.js';
+import type { SseChannel } from './replay/channel.js';
 import { openStreams } from './registry.js';
 
 /**
@@ -59,6 +60,15 @@ export interface SseStream {
   readonly closeReason: CloseReason | undefined;
   /** The request's `Last-Event-ID` header, or `undefined` when it is absent or empty. */
   readonly lastEventId: string | undefined;
+  /**
+   * Makes this response follow a broadcast channel (`sseChannel()`): from then on it gets every event pushed to the
+   * channel, and the ones it missed when it comes back with a `Last-Event-ID` within the channel's `history`.
+   * Resolves when the subscription ends: the client left, or the channel was closed (the stream then ends).
+   *
+   * @throws TypeError (as a rejection) for something that is not a channel, an NDJSON stream (channels send SSE
+   * frames), a stream that already follows a channel, or a resumable run's stream.
+   */
+  subscribe(channel: SseChannel): Promise<void>;
 }
 
 /** What a stream needs to know of its configuration; resolved and validated once by `sseStream()`. */
@@ -119,6 +129,7 @@ export class ResponseStream implements SseStream {
   #blocked = false;
   /** `send()` callers waiting for the buffer to fall below `highWaterMark`. */
   #waiters: Array<(sent: boolean) => void> = [];
+  #subscribed = false;
 
   constructor(response: ServerResponse, settings: StreamSettings, lastEventId: string | undefined) {
     this.#response = response;
@@ -214,6 +225,16 @@ export class ResponseStream implements SseStream {
 
   close(): Promise<void> {
     return this.#finish('close', this.#settings.closing);
+  }
+
+  subscribe(channel: SseChannel): Promise<void> {
+    if (channel === null || typeof channel !== 'object' || typeof channel.follow !== 'function') {
+      return Promise.reject(new TypeError('channel: expected a channel made by sseChannel()'));
+    }
+    if (this.#settings.wire === NDJSON) return Promise.reject(new TypeError('subscribe: channels send SSE frames; this stream is NDJSON'));
+    if (this.#subscribed) return Promise.reject(new TypeError('subscribe: this stream already follows a channel'));
+    this.#subscribed = true;
+    return channel.follow(this);
   }
 
   /**

@@ -8,7 +8,7 @@
  * store, without slowing the others.
  */
 import type { ResponseStream } from '../stream.js';
-import { resumePosition, storeWarning, type ReadResult, type ResumeStore, type RunEnd } from './store.js';
+import { storeWarning, type ReadResult, type ResumeStore, type RunEnd } from './store.js';
 
 /** Events read per store round trip. */
 const BATCH = 256;
@@ -101,8 +101,9 @@ class Feed {
     );
   }
 
-  /** Serves `follower` from its cursor until the run ends or the client leaves. */
-  async serve(follower: Follower): Promise<void> {
+  /** Serves `response` from position `from` until the run ends or the client leaves. */
+  async serve(response: ResponseStream, from: number | 'tail'): Promise<void> {
+    const follower = new Follower(response, typeof from === 'number' ? from : this.#cursor);
     this.#members.add(follower);
     const onLeave = (): void => {
       this.#leave(follower);
@@ -111,6 +112,7 @@ class Feed {
     follower.response.signal.addEventListener('abort', onLeave);
     try {
       await this.ready;
+      if (from === 'tail') follower.cursor = await this.#tail();
       await this.#catchUp(follower);
       await follower.finished;
     } finally {
@@ -154,6 +156,21 @@ class Feed {
       }
     }
     follower.release();
+  }
+
+  /**
+   * Where a follower that wants only what comes next starts: level with the feed while it serves live followers
+   * (whatever is newer reaches them all on its next pump), else the store's tail.
+   */
+  async #tail(): Promise<number> {
+    if (this.#live.size > 0) return this.#cursor;
+    const { store, key } = this.#target;
+    try {
+      return (await store.read(key, 0, 1)).tail;
+    } catch {
+      // The follower's own first read reports the store's failure.
+      return 0;
+    }
   }
 
   /** Reads what is new once and writes it to every live follower; one pump at a time, again if woken meanwhile. */
@@ -240,11 +257,11 @@ class Feed {
 const feeds = new WeakMap<ResumeStore, Map<string, Feed>>();
 
 /**
- * Sends `response` the run's events after the client's `lastEventId` (all that is kept when it is missing, malformed
- * or from another run), then follows until the run ends or the client leaves. Ends the response with the
- * stream's `done` terminator; a run that was lost or expired first gets a `{ type: "error" }` event.
+ * Sends `response` the events after position `from` (`'tail'`: only those appended from now on), then follows
+ * until the run ends or the client leaves. Ends the response with the stream's `done` terminator; a run that was
+ * lost or expired first gets a `{ type: "error" }` event.
  */
-export function follow(target: FollowTarget, response: ResponseStream, lastEventId: string | undefined): Promise<void> {
+export function follow(target: FollowTarget, response: ResponseStream, from: number | 'tail'): Promise<void> {
   let byRun = feeds.get(target.store);
   if (byRun === undefined) feeds.set(target.store, (byRun = new Map()));
   const runs = byRun;
@@ -255,7 +272,7 @@ export function follow(target: FollowTarget, response: ResponseStream, lastEvent
     });
     runs.set(target.runId, (feed = created));
   }
-  return feed.serve(new Follower(response, resumePosition(lastEventId, target.runId)));
+  return feed.serve(response, from);
 }
 
 function missedFrame(count: number): string {

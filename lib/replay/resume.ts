@@ -6,7 +6,7 @@ import { describe, nonNegativeInteger, type Serializer } from '../encode.js';
 import type { ResponseStream, SseStream } from '../stream.js';
 import { follow } from './follow.js';
 import { defaultStore, RunStream } from './run.js';
-import { storeWarning, type ResumeStore, type RunSettings } from './store.js';
+import { resumePosition, storeWarning, type ResumeStore, type RunSettings } from './store.js';
 
 /** Options of `sseStream({ resume })`. */
 export interface ResumeOptions {
@@ -104,7 +104,7 @@ export async function serveResumable(
     return;
   }
   if (opened.created) startRoute(new RunStream(store, key, opened.runId, settings, serialize, lastEventId));
-  await follow({ store, key, runId: opened.runId, poll: Math.max(1, Math.floor(settings.lease / 4)) }, response, lastEventId);
+  await follow({ store, key, runId: opened.runId, poll: Math.max(1, Math.floor(settings.lease / 4)) }, response, resumePosition(lastEventId, opened.runId));
 }
 
 function positiveMilliseconds(value: unknown, name: string): number {

@@ -91,6 +91,11 @@ export class RunStream implements SseStream {
     return this.#finish('close', 'done');
   }
 
+  /** A run is followed, it follows nothing: its events are its route's own. */
+  subscribe(): Promise<void> {
+    return Promise.reject(new TypeError('subscribe: a resumable run cannot follow a channel; subscribe in a route without resume'));
+  }
+
   /** For `abortRun()`: the store has already recorded the end; this stops the work. */
   aborted(): void {
     this.#end('aborted');

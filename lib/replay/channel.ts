@@ -1,0 +1,172 @@
+/**
+ * `sseChannel()`: one push, every subscribed client, from code that is not tied to any request. A channel is a key
+ * in a resume store that never ends by itself: pushes append to it (from any instance, with the Redis store), and
+ * each subscribed response follows it through the same feed as resumable runs.
+ */
+import { describe, nonNegativeInteger, SSE, type PushOptions, type Serializer } from '../encode.js';
+import type { ResponseStream } from '../stream.js';
+import { Appender } from './append.js';
+import { follow } from './follow.js';
+import { defaultStore } from './run.js';
+import { resumePosition, storeWarning, type ResumeStore, type RunSettings } from './store.js';
+
+/** Options of `sseChannel()`. */
+export interface SseChannelOptions {
+  /**
+   * Where the channel's events go. Default: the in-memory store of this process. With `RedisStore` (from
+   * `express-sse-context/redis`) a push on one instance reaches the subscribers of every instance.
+   */
+  store?: ResumeStore;
+  /**
+   * Events kept for subscribers that reconnect with a `Last-Event-ID`: such a client gets the events it missed, if
+   * they are among the last `history`, and a `{ type: "missed", count }` event first when some were dropped.
+   * A new subscriber gets only events pushed after it subscribed. Default: 100.
+   */
+  history?: number;
+  /** Turns pushed values that are not strings into text. Default: `JSON.stringify`. */
+  serialize?: (value: unknown) => string;
+}
+
+/** A broadcast channel: create it with `sseChannel()`, attach responses with `res.sse.subscribe(channel)`. */
+export interface SseChannel {
+  /** The name given to `sseChannel()`. */
+  readonly name: string;
+  /**
+   * Sends one event to every subscriber, on every instance that shares the store. The event is encoded once, and
+   * numbered by the channel (so `options.id` is not allowed). Returns `false` once the channel is closed.
+   *
+   * @throws TypeError as `res.sse.push()` does for bad data or options, and for an `id`.
+   */
+  push(data: unknown, options?: PushOptions): boolean;
+  /** Responses of this process following the channel now. */
+  readonly subscriberCount: number;
+  /**
+   * Ends this object's subscriptions (each response gets its `done` terminator and ends) and its pushes. The
+   * channel's events stay in the store for other instances, which go on.
+   */
+  close(): Promise<void>;
+  /**
+   * Makes `response` follow the channel until the client leaves or the channel is closed. Used by
+   * `res.sse.subscribe()`.
+   * @internal
+   */
+  follow(response: ResponseStream): Promise<void>;
+}
+
+/** Channels never end on their own: their keys live as long as timers can count. */
+const FOREVER = 2 ** 31 - 1;
+const KEY_PREFIX = 'channel:';
+
+/**
+ * Creates a broadcast channel named `name` in `store` (default: in memory). Channels with the same name and store
+ * are one channel, across objects and, with the Redis store, across instances.
+ *
+ * @example
+ * const news = sseChannel('news');
+ * app.get('/news', sseStream(), (req, res) => res.sse.subscribe(news));
+ * setInterval(() => news.push({ type: 'headline', text: 'Otters hold hands while sleeping' }), 5000);
+ * @throws TypeError naming the option for a bad `name`, `store`, `history` or `serialize`.
+ */
+export function sseChannel(name: string, options: SseChannelOptions = {}): SseChannel {
+  if (typeof name !== 'string' || name === '') throw new TypeError(`name: expected a non-empty string, got ${describe(name)}`);
+  if (options === null || typeof options !== 'object') throw new TypeError(`sseChannel(name, options): expected an object, got ${describe(options)}`);
+  for (const option of Object.keys(options)) {
+    if (option !== 'store' && option !== 'history' && option !== 'serialize') throw new TypeError(`${option}: not an option of sseChannel()`);
+  }
+  const { store = defaultStore, serialize = JSON.stringify as Serializer } = options;
+  if (store === null || typeof store !== 'object' || typeof store.open !== 'function' || typeof store.append !== 'function') {
+    throw new TypeError(`store: expected a ResumeStore, got ${describe(store)}`);
+  }
+  const history = nonNegativeInteger(options.history ?? 100, 'history');
+  if (history === 0) throw new TypeError('history: must be at least 1');
+  if (typeof serialize !== 'function') throw new TypeError(`serialize: expected a function, got ${describe(serialize)}`);
+  return new Channel(name, store, { ttl: FOREVER, lease: FOREVER, maxEvents: history }, serialize);
+}
+
+class Channel implements SseChannel {
+  readonly name: string;
+  readonly #store: ResumeStore;
+  readonly #key: string;
+  readonly #settings: RunSettings;
+  readonly #serialize: Serializer;
+  readonly #subscribers = new Set<ResponseStream>();
+  readonly #renewal: NodeJS.Timeout;
+  #runId: Promise<string>;
+  #appender: Appender;
+  #closed = false;
+
+  constructor(name: string, store: ResumeStore, settings: RunSettings, serialize: Serializer) {
+    this.name = name;
+    this.#store = store;
+    this.#key = KEY_PREFIX + name;
+    this.#settings = settings;
+    this.#serialize = serialize;
+    this.#runId = this.#open();
+    this.#appender = this.#appenderFor(this.#runId);
+    // Every instance that holds the channel keeps its lease, so the channel lives while any of them does.
+    this.#renewal = setInterval(() => void this.#renew(), Math.floor(FOREVER * 0.2));
+    this.#renewal.unref();
+  }
+
+  get subscriberCount(): number {
+    return this.#subscribers.size;
+  }
+
+  push(data: unknown, options?: PushOptions): boolean {
+    if (this.#closed) return false;
+    if (options?.id !== undefined) throw new TypeError('id: a channel numbers its events itself');
+    this.#appender.add(SSE.event(data, options, this.#serialize));
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#renewal);
+    await this.#appender.settled();
+    await Promise.all(Array.from(this.#subscribers, (response) => response.close()));
+  }
+
+  async follow(response: ResponseStream): Promise<void> {
+    if (this.#closed) return response.close();
+    this.#subscribers.add(response);
+    try {
+      let runId: string;
+      try {
+        runId = await this.#runId;
+      } catch {
+        response.push({ type: 'error', message: 'The stream is temporarily unavailable' });
+        return await response.close();
+      }
+      const from = resumePosition(response.lastEventId, runId);
+      await follow({ store: this.#store, key: this.#key, runId, poll: 1000 }, response, from === 0 ? 'tail' : from);
+    } finally {
+      this.#subscribers.delete(response);
+    }
+  }
+
+  async #renew(): Promise<void> {
+    try {
+      await this.#store.renew(this.#key, await this.#runId);
+    } catch (error) {
+      storeWarning('renew()', error);
+    }
+  }
+
+  #open(): Promise<string> {
+    const opened = this.#store.open(this.#key, this.#settings).then((run) => run.runId);
+    opened.catch((error: unknown) => storeWarning('open()', error));
+    return opened;
+  }
+
+  /**
+   * The store refuses appends once the channel's key has expired or was taken over: open it again, so pushes go on
+   * (its subscribers then get an error event and end; their browsers reconnect to the new one).
+   */
+  #appenderFor(runId: Promise<string>): Appender {
+    return new Appender(this.#store, this.#key, runId, () => {
+      if (this.#closed || this.#runId !== runId) return;
+      this.#runId = this.#open();
+      this.#appender = this.#appenderFor(this.#runId);
+    });
+  }
+}
