@@ -2,8 +2,10 @@
 /**
  * The demo's Express app: a static "agent console" page and the stream it reads.
  *
- *   GET  /chat/stream?message=...        (what the page's EventSource opens)
- *   POST /chat/stream  {"message": "..."} (the same for the page's readEvents(), fetch() and curl)
+ *   GET  /chat/runs/:run/stream?message=... (what the page's EventSource opens: a resumable run, see below)
+ *   POST /chat/runs/:run/stop              (the page's Stop button: abortRun())
+ *   GET  /chat/stream?message=...          (the same agent as a plain stream, which stops when the client goes)
+ *   POST /chat/stream  {"message": "..."}   (the same for the page's readEvents(), fetch() and curl)
  *   GET  /vendor/...                     (express-sse-context/client and eventsource-parser, as browser modules)
  *
  * Each stream carries `{type:"status"}`, `{type:"log"}`, `{type:"token"}` and `{type:"response"}` events, then the
@@ -12,7 +14,7 @@
 const path = require('node:path');
 const express = require('express');
 const compression = require('compression');
-const { sseStream, sseErrorHandler } = require('express-sse-context');
+const { abortRun, sseStream, sseErrorHandler } = require('express-sse-context');
 const { createAgent } = require('./agent');
 const { logger: appLogger } = require('./logger');
 
@@ -52,6 +54,14 @@ function createApp({ stepDelayMs, tokenDelayMs, logger = appLogger } = {}) {
   app.get('/chat/stream', requireMessage((req) => req.query.message), stream, chat);
   app.post('/chat/stream', express.json({ limit: '16kb' }), requireMessage((req) => req.body?.message), stream, chat);
 
+  // The page's question as a resumable run: the agent goes on when the connection drops, and the page's EventSource
+  // (or a new one with ?lastEventId=) gets exactly what it missed, then the rest. Stop is an explicit abortRun().
+  const resumable = sseStream({ done: '[DONE]', resume: { key: (req) => `chat:${req.params.run}` } });
+  app.get('/chat/runs/:run/stream', requireMessage((req) => req.query.message), lastEventIdFromQuery, resumable, chat);
+  app.post('/chat/runs/:run/stop', async (req, res) => {
+    res.json({ stopped: await abortRun(`chat:${req.params.run}`) });
+  });
+
   async function chat(_req, res) {
     const answer = await agent.run(res.locals.message, { signal: res.sse.signal });
     if (answer === null) return; // the client went away; the stream is already closed
@@ -75,6 +85,16 @@ function createApp({ stepDelayMs, tokenDelayMs, logger = appLogger } = {}) {
   });
 
   return app;
+}
+
+/**
+ * A new EventSource cannot send headers, so a page that reopens one itself passes the last id it saw as
+ * `?lastEventId=`; EventSource's own reconnections send the `Last-Event-ID` header, which wins.
+ */
+function lastEventIdFromQuery(req, _res, next) {
+  const { lastEventId } = req.query;
+  if (typeof lastEventId === 'string' && req.get('Last-Event-ID') === undefined) req.headers['last-event-id'] = lastEventId;
+  next();
 }
 
 /** Reads the message with `pick`; answers 400 before any stream opens when it is missing, empty or too long. */

@@ -1,13 +1,14 @@
 'use strict';
 // The agent console: one stream per question, reading status, log, token, response and error events. It is opened
-// with the browser's EventSource (a GET), or, with "POST" ticked, with fetch() through express-sse-context/client's
-// readEvents(), which can send the question as a JSON body.
+// with the browser's EventSource (a GET of a resumable run, which survives a dropped connection), or, with "POST"
+// ticked, with fetch() through express-sse-context/client's readEvents(), which can send the question as a JSON body.
 (function () {
   const $ = (id) => document.getElementById(id);
   const form = $('ask-form');
   const input = $('message');
   const sendButton = $('send');
   const stopButton = $('stop');
+  const dropButton = $('drop');
   const connection = $('connection');
   const banner = $('error-banner');
   const bannerMessage = $('error-message');
@@ -24,6 +25,8 @@
 
   /** The running question's stream (an EventSource, or the POST reader's `{ close }`), if one is running. */
   let source = null;
+  /** The resumable run of the running GET question: its stream URL and the id of the last event received. */
+  let run = null;
   /** express-sse-context/client, imported on first use (a module, served by the demo with an import map). */
   let client = null;
   let lines = 0;
@@ -35,6 +38,7 @@
     const running = state === 'running';
     sendButton.disabled = running;
     stopButton.disabled = !running;
+    dropButton.disabled = !running || run === null;
   }
 
   function setProgress(percent, step) {
@@ -108,6 +112,7 @@
   function finish(state) {
     if (source) source.close();
     source = null;
+    run = null;
     setState(state);
   }
 
@@ -148,21 +153,40 @@
   function ask(message) {
     if (source) source.close();
     reset();
+    run = usePost.checked ? null : { id: crypto.randomUUID(), message, lastEventId: '' };
     setState('running');
-    if (usePost.checked) {
-      askWithPost(message);
-      return;
-    }
-    source = new EventSource(`/chat/stream?message=${encodeURIComponent(message)}`);
-    source.onmessage = handle;
-    source.onerror = () => {
-      // A dropped connection (server restarted, network gone). Don't let EventSource rerun the question.
-      if (source === null) return;
+    if (run === null) askWithPost(message);
+    else follow(run);
+  }
+
+  /**
+   * Opens (or reopens) the EventSource of a resumable run. The server keeps the run going without us; EventSource's
+   * own reconnections send `Last-Event-ID`, and a reopened one passes it as `?lastEventId=`: either way the server
+   * sends only the events this page has not seen.
+   */
+  function follow(current) {
+    const query = new URLSearchParams({ message: current.message });
+    if (current.lastEventId !== '') query.set('lastEventId', current.lastEventId);
+    const events = new EventSource(`/chat/runs/${current.id}/stream?${query}`);
+    source = events;
+    events.onopen = () => {
+      if (run === current) connection.textContent = STATE_LABELS.running;
+    };
+    events.onmessage = (event) => {
+      if (event.lastEventId !== '') current.lastEventId = event.lastEventId;
+      handle(event);
+    };
+    events.onerror = () => {
+      if (source !== events) return;
+      // CONNECTING: EventSource reconnects by itself and resumes; CLOSED: it gave up (the server is gone).
+      if (events.readyState === EventSource.CONNECTING) {
+        connection.textContent = 'Reconnecting…';
+        return;
+      }
       showError('Lost the connection to the server.');
       finish('error');
     };
   }
-
   /** The same question as a POST with a JSON body, read with readEvents(): what EventSource cannot do. */
   async function askWithPost(message) {
     const controller = new AbortController();
@@ -204,9 +228,24 @@
 
   stopButton.addEventListener('click', () => {
     if (!source) return;
-    // Closing the stream drops the connection: on the server res.sse.signal aborts and the agent stops.
+    // A resumable run outlives its connection, so it is stopped explicitly (abortRun() on the server); a POST
+    // stream stops when its connection closes. Either way res.sse.signal aborts on the server and the agent stops.
+    if (run !== null) void fetch(`/chat/runs/${run.id}/stop`, { method: 'POST' });
     finish('stopped');
     addLogLine('page', 'You stopped the agent. The server aborts its work.', null);
+  });
+
+  dropButton.addEventListener('click', () => {
+    const current = run;
+    if (current === null || !source) return;
+    // What a network switch does to a phone: the connection is gone, the agent on the server goes on.
+    source.close();
+    source = { close() {} };
+    connection.textContent = 'Offline';
+    addLogLine('page', `Connection dropped. Reconnecting after event ${current.lastEventId || '(none)'}…`, null);
+    setTimeout(() => {
+      if (run === current) follow(current);
+    }, 800);
   });
 
   document.querySelectorAll('[data-example]').forEach((chip) => {
