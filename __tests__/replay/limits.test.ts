@@ -8,6 +8,7 @@ import { MemoryStore, sseStream, type SseStream } from '../../lib';
 import { deferred, type Deferred } from '../helpers/deferred';
 import { delay, eventually, listen, openStream, type TestServer } from '../helpers/sse-client';
 import { TimeoutTracker } from '../helpers/timers';
+import { collectGarbage, MIB } from '../reliability/support';
 
 describe('resumable run limits', () => {
   let server: TestServer;
@@ -101,5 +102,26 @@ describe('resumable run limits', () => {
     await client.ended;
     const numbers = client.events.map((event) => event.data.split(' ')[0]);
     expect(numbers).toEqual([...Array.from({ length: 4000 }, (_, i) => String(i + 1)), '[DONE]']);
+  });
+
+  test('a store full at maxEvents keeps memory bounded: 100 MB appended, about maxEvents events held', async () => {
+    const bounded = new MemoryStore();
+    const { runId } = await bounded.open('memory', { ttl: 60_000, lease: 5000, maxEvents: 1000 });
+    const body = `data: ${'m'.repeat(1000)}\n\n`;
+    await collectGarbage();
+    const before = process.memoryUsage().heapUsed;
+    for (let batch = 0; batch < 1000; batch += 1) {
+      // Each batch a fresh copy of the text, as real events are: a string shared by all would hide the growth.
+      await bounded.append('memory', runId, Array.from({ length: 100 }, (_, i) => body.replace('m', String(i % 10))));
+    }
+    await collectGarbage();
+    const growth = process.memoryUsage().heapUsed - before;
+    const read = await bounded.read('memory', 0, 5000);
+    expect(read.tail).toBe(100_000);
+    expect(read.events).toHaveLength(1000);
+    expect(read.missed).toBe(99_000);
+    console.log(`MemoryStore, maxEvents 1000: 100,000 events of 1 KB appended, heap +${(growth / MIB).toFixed(2)} MiB after GC`);
+    // The 1,000 kept frames are about 1 MB; everything appended is 100 MB.
+    expect(growth).toBeLessThan(16 * MIB);
   });
 });
