@@ -84,7 +84,9 @@ describe('broadcast channels on Redis, across three server processes', () => {
   test('a push on A reaches the subscribers on A, B and C, all with the same sequence', async () => {
     const [a, b, c] = instances as [Instance, Instance, Instance];
     const clients = (await Promise.all([subscribe(a, 5), subscribe(b, 5), subscribe(c, 5)])).flat();
-    // One pub/sub subscription per instance with subscribers, however many subscribers it has.
+    // One pub/sub subscription per instance with subscribers, however many subscribers it has (each instance
+    // subscribes once its first subscriber's feed starts: a round trip after the subscriber is counted).
+    await eventuallyAsync(async () => (await numsub()) >= 3, 'the instances to subscribe');
     expect(await numsub()).toBe(3);
     await push(a, 1, 10);
     await push(b, 11, 15);

@@ -38,7 +38,10 @@ export interface SseChannel {
    * @throws TypeError as `res.sse.push()` does for bad data or options, and for an `id`.
    */
   push(data: unknown, options?: PushOptions): boolean;
-  /** Responses of this process following the channel now. */
+  /**
+   * Responses of this process following the channel now: counted once each one's place in the channel is fixed,
+   * so every event pushed after the count went up reaches it.
+   */
   readonly subscriberCount: number;
   /**
    * Ends this object's subscriptions (each response gets its `done` terminator and ends) and its pushes. The
@@ -89,7 +92,9 @@ class Channel implements SseChannel {
   readonly #key: string;
   readonly #settings: RunSettings;
   readonly #serialize: Serializer;
+  /** Every response attached, for `close()`; `#following`, those whose position in the channel is fixed. */
   readonly #subscribers = new Set<ResponseStream>();
+  readonly #following = new Set<ResponseStream>();
   readonly #renewal: NodeJS.Timeout;
   #runId: Promise<string>;
   #appender: Appender;
@@ -109,7 +114,7 @@ class Channel implements SseChannel {
   }
 
   get subscriberCount(): number {
-    return this.#subscribers.size;
+    return this.#following.size;
   }
 
   push(data: unknown, options?: PushOptions): boolean {
@@ -138,9 +143,11 @@ class Channel implements SseChannel {
         return await response.close();
       }
       const from = resumePosition(response.lastEventId, runId);
-      await follow({ store: this.#store, key: this.#key, runId, poll: 1000 }, response, from === 0 ? 'tail' : from);
+      const target = { store: this.#store, key: this.#key, runId, poll: 1000 };
+      await follow(target, response, from === 0 ? 'tail' : from, () => this.#following.add(response));
     } finally {
       this.#subscribers.delete(response);
+      this.#following.delete(response);
     }
   }
 

@@ -102,7 +102,7 @@ class Feed {
   }
 
   /** Serves `response` from position `from` until the run ends or the client leaves. */
-  async serve(response: ResponseStream, from: number | 'tail'): Promise<void> {
+  async serve(response: ResponseStream, from: number | 'tail', onPositioned?: () => void): Promise<void> {
     const follower = new Follower(response, typeof from === 'number' ? from : this.#cursor);
     this.#members.add(follower);
     const onLeave = (): void => {
@@ -113,6 +113,7 @@ class Feed {
     try {
       await this.ready;
       if (from === 'tail') follower.cursor = await this.#tail();
+      onPositioned?.();
       await this.#catchUp(follower);
       await follower.finished;
     } finally {
@@ -259,9 +260,10 @@ const feeds = new WeakMap<ResumeStore, Map<string, Feed>>();
 /**
  * Sends `response` the events after position `from` (`'tail'`: only those appended from now on), then follows
  * until the run ends or the client leaves. Ends the response with the stream's `done` terminator; a run that was
- * lost or expired first gets a `{ type: "error" }` event.
+ * lost or expired first gets a `{ type: "error" }` event. `onPositioned` is called once the follower's starting
+ * position is fixed: every event appended after that reaches it.
  */
-export function follow(target: FollowTarget, response: ResponseStream, from: number | 'tail'): Promise<void> {
+export function follow(target: FollowTarget, response: ResponseStream, from: number | 'tail', onPositioned?: () => void): Promise<void> {
   let byRun = feeds.get(target.store);
   if (byRun === undefined) feeds.set(target.store, (byRun = new Map()));
   const runs = byRun;
@@ -272,7 +274,7 @@ export function follow(target: FollowTarget, response: ResponseStream, from: num
     });
     runs.set(target.runId, (feed = created));
   }
-  return feed.serve(response, from);
+  return feed.serve(response, from, onPositioned);
 }
 
 function missedFrame(count: number): string {
