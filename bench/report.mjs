@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 
-const PACKAGES = ['express', 'better-sse', 'hono', '@hono/node-server', 'compression', 'winston', 'winston-transport', 'eventsource-parser'];
+const PACKAGES = ['express', 'better-sse', 'hono', '@hono/node-server', 'compression', 'winston', 'winston-transport', 'eventsource-parser', 'ioredis'];
 
 /** The machine, the versions and the library's commit; `root` is the project's directory. */
 export function machine(root) {
@@ -48,6 +48,9 @@ const LABELS = {
   lib: 'express-sse-context',
   'lib-transport': 'express-sse-context, SseTransport',
   'lib-compression': 'express-sse-context + compression()',
+  'lib-memory': 'express-sse-context, resume, MemoryStore',
+  'lib-redis': 'express-sse-context, resume, RedisStore',
+  'lib-plain': 'express-sse-context, no resume (each client runs the route)',
 };
 
 // ---- numbers ------------------------------------------------------------------------------------------------------
@@ -135,6 +138,45 @@ const TABLES = {
     ],
   },
 };
+
+/** The broadcast tables, for 1,000 and 10,000 subscribers. */
+const broadcastTable = {
+  title: (p) => `9. Broadcast on one instance: ${p.subscribers.toLocaleString('en')} subscribers × ${p.m} events`,
+  about:
+    'One channel, every subscriber an open event stream (one client process holds them all): express-sse-context `sseChannel(\'bench\')` (the in-memory store) with `res.sse.subscribe(channel)` behind `sseStream()` in Express, better-sse `createChannel()` + `channel.register(session)` + `channel.broadcast(value)`, and a raw `node:http` loop of `res.write()` over a `Set` of responses (one `JSON.stringify` per event). Once every subscriber has had a `{"sync":k}` broadcast (so it is registered), the server pushes the events back to back with a macrotask turn every 10, the same loop for each; events/s = subscribers × events ÷ the time from the push request until the last subscriber has the last event. Every subscriber must get every event once, in order, and nothing more (else FAILED), so each cell that has a number had all of them. Latency: receipt − the event\'s `t`, clocks aligned; under a back-to-back push it is mostly queueing. Server CPU and peaks cover only the push; peak RSS includes the open connections.',
+  base: 'better-sse',
+  metric: ['events/s', (r) => r.eventsPerSec, rate],
+  higherIsBetter: true,
+  columns: [
+    ['server CPU ms', (r) => r.cpuMs, spread(fixed(0))],
+    ['CPU µs/event', (r) => r.cpuUsPerEvent, spread(fixed(2))],
+    ['p50 latency', (r) => r.p50Ms, spread(ms)],
+    ['p99 latency', (r) => r.p99Ms, spread(ms)],
+    ['peak RSS', (r) => r.peakRss, (v) => bytes(Math.max(...v))],
+    ['peak heap', (r) => r.peakHeap, (v) => bytes(Math.max(...v))],
+    ['every event, in order', (r) => r.events, (v) => `yes: ${v[0].toLocaleString('en')} × ${v.length} runs`],
+  ],
+};
+
+Object.assign(TABLES, {
+  fanout: {
+    title: (p) => `8. Fan-out of one resumable run to ${p.followers} followers, ${p.n.toLocaleString('en')} events`,
+    about:
+      'A route behind `sseStream({ resume: { key, store } })`; 100 clients request the same key, so the first runs the route and all follow the run through the store. The route pushes event 0 at once, waits until every client has it, then pushes events 1..N (`push()`, every 100th `await send()`) and closes the run; events/s = followers × N ÷ the time from the go request until every follower\'s stream has ended, each with exactly its N + 1 events in order (else FAILED). "No resume" is the same route without `resume`: each of the 100 requests runs it on its own response. Server CPU is the Node process\'s, per delivered event; Redis CPU is the redis-server\'s (`INFO cpu`) over the same span, not included in the former. Latency: receipt − the event\'s `t`, clocks aligned; with the events pushed back to back it is mostly queueing.',
+    base: 'lib-memory',
+    metric: ['events/s', (r) => r.eventsPerSec, rate],
+    higherIsBetter: true,
+    columns: [
+      ['server CPU µs/event', (r) => r.cpuUsPerEvent, spread(fixed(2))],
+      ['Redis CPU µs/event', (r) => r.storeCpuUsPerEvent, (v) => (v.every((x) => x === undefined) ? '–' : spread(fixed(2))(v))],
+      ['p50 latency', (r) => r.p50Ms, spread(ms)],
+      ['p99 latency', (r) => r.p99Ms, spread(ms)],
+      ['peak RSS', (r) => r.peakRss, (v) => bytes(Math.max(...v))],
+    ],
+  },
+  broadcast1k: broadcastTable,
+  broadcast10k: broadcastTable,
+});
 
 const median = (cell, metric) => (cell && !cell.failure && cell.runs.length > 0 ? stats(cell.runs.map(metric)).median : undefined);
 
@@ -247,6 +289,42 @@ function targets(results) {
   return `## Targets (issue 5), express-sse-context against the others, medians of this run\n\n${lines.join('\n')}\n`;
 }
 
+/** The ratios of the fan-out and broadcast workloads, side by side: medians of this run. */
+function channelsSummary(results) {
+  const rows = [];
+  const m = (workload, impl, metric) => (results[workload] ? median(results[workload][impl], metric) : undefined);
+  const cell = (a, b, format = ratio) => (a === undefined || b === undefined ? 'n/a' : format(a / b));
+  const rateOf = (r) => r.eventsPerSec;
+  const cpuOf = (r) => r.cpuUsPerEvent;
+  for (const name of ['broadcast1k', 'broadcast10k']) {
+    const cells = results[name];
+    if (cells === undefined) continue;
+    const subscribers = (Object.values(cells).find((c) => c.runs.length > 0)?.runs[0].subscribers ?? 0).toLocaleString('en');
+    const failed = Object.entries(cells).filter(([, c]) => c.failure).map(([impl]) => LABELS[impl]);
+    rows.push([
+      `broadcast, ${subscribers} subscribers`,
+      `express-sse-context ${rate(m(name, 'lib', rateOf) ?? NaN)}/s, better-sse ${rate(m(name, 'better-sse', rateOf) ?? NaN)}/s, raw ${rate(m(name, 'raw', rateOf) ?? NaN)}/s`,
+      `lib ÷ better-sse: ${cell(m(name, 'lib', rateOf), m(name, 'better-sse', rateOf))}; lib ÷ raw: ${cell(m(name, 'lib', rateOf), m(name, 'raw', rateOf))}`,
+      `lib ÷ better-sse: ${cell(m(name, 'lib', cpuOf), m(name, 'better-sse', cpuOf))}; lib ÷ raw: ${cell(m(name, 'lib', cpuOf), m(name, 'raw', cpuOf))}`,
+      failed.length > 0 ? `FAILED: ${failed.join(', ')}` : 'all delivered, in order',
+    ]);
+  }
+  const cells = results.fanout;
+  if (cells !== undefined) {
+    const failed = Object.entries(cells).filter(([, c]) => c.failure).map(([impl]) => LABELS[impl]);
+    rows.push([
+      'fan-out of one run, 100 followers',
+      `MemoryStore ${rate(m('fanout', 'lib-memory', rateOf) ?? NaN)}/s, RedisStore ${rate(m('fanout', 'lib-redis', rateOf) ?? NaN)}/s, no resume ${rate(m('fanout', 'lib-plain', rateOf) ?? NaN)}/s`,
+      `Redis ÷ memory: ${cell(m('fanout', 'lib-redis', rateOf), m('fanout', 'lib-memory', rateOf))}; no resume ÷ memory: ${cell(m('fanout', 'lib-plain', rateOf), m('fanout', 'lib-memory', rateOf))}`,
+      `Redis ÷ memory: ${cell(m('fanout', 'lib-redis', cpuOf), m('fanout', 'lib-memory', cpuOf))} (+ Redis's own ${fixed(2)(m('fanout', 'lib-redis', (r) => r.storeCpuUsPerEvent) ?? NaN)} µs); no resume ÷ memory: ${cell(m('fanout', 'lib-plain', cpuOf), m('fanout', 'lib-memory', cpuOf))}`,
+      failed.length > 0 ? `FAILED: ${failed.join(', ')}` : 'all delivered, in order',
+    ]);
+  }
+  if (rows.length === 0) return '';
+  const head = ['workload (issues 6 and 8)', 'events/s, medians', 'events/s ratios', 'server CPU per event ratios (lower is better)', 'checked'];
+  return `## Fan-out and broadcast: medians and ratios\n\n${table(head, rows)}`;
+}
+
 // ---- the page -------------------------------------------------------------------------------------------------------
 
 export function render(meta, results, failures) {
@@ -256,13 +334,15 @@ export function render(meta, results, failures) {
     '',
     `- Date: ${meta.date}; ${meta.runs} runs per cell (median, min–max), ${meta.wallSeconds.toFixed(0)} s in all`,
     `- Machine: ${meta.cpus} CPUs (nproc), ${meta.cpuModel}, ${meta.memory} memory, ${meta.os}; load average ${meta.loadBefore} before, ${meta.load} after`,
-    `- Node ${meta.node}; express-sse-context ${meta.library}; ${packages}`,
-    '- Each implementation is a server process on 127.0.0.1 (bench/servers/*.mjs), each run a fresh client process (bench/client.mjs) that parses every frame with eventsource-parser and fails on any lost, repeated or reordered event. Events are 64 bytes of JSON (`{"i":…,"t":…,"p":"…"}`), serialised per event by every implementation; SseTransport\'s records are larger (`type`, `level`, `message` added). Server CPU is `process.cpuUsage()` over the workload. Workload 7 (`compression()` in front of the library) is the "+ compression()" row of each table.',
+    `- Node ${meta.node}; express-sse-context ${meta.library}; ${packages}${meta.redis ? `; redis-server ${meta.redis}` : ''}`,
+    '- Each implementation is a server process on 127.0.0.1 (bench/servers/*.mjs), each run a fresh client process (bench/client.mjs; bench/channels-client.mjs for fan-out and broadcast) that parses every frame with eventsource-parser and fails on any lost, repeated or reordered event. Events are 64 bytes of JSON (`{"i":…,"t":…,"p":"…"}`), serialised per event by every implementation; SseTransport\'s records are larger (`type`, `level`, `message` added). Server CPU is `process.cpuUsage()` over the workload. Workload 7 (`compression()` in front of the library) is the "+ compression()" row of each table.',
     '',
   ];
   if (failures.length > 0) header.push(`**${failures.length} FAILED**:\n\n${failures.map((f) => `- ${f.split('\n')[0]}`).join('\n')}\n`);
-  const sections = [summary(results), targets(results)];
-  for (const name of ['stream', 'burst', 'tick', 'idle', 'forward', 'logger', 'stall']) {
+  const issue5 = ['stream', 'burst', 'tick', 'idle', 'forward', 'logger', 'stall'].some((name) => results[name] !== undefined);
+  const sections = issue5 ? [summary(results), targets(results)] : [];
+  sections.push(channelsSummary(results));
+  for (const name of ['stream', 'burst', 'tick', 'idle', 'forward', 'logger', 'stall', 'fanout', 'broadcast1k', 'broadcast10k']) {
     if (results[name] === undefined) continue;
     if (name === 'logger') sections.push(loggerTable(meta.workloads.logger, results.logger.lib));
     else sections.push(workloadTable(name, meta.workloads[name], results[name]));

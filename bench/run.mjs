@@ -4,8 +4,11 @@
  * For each workload, starts every implementation's server (bench/servers/*.mjs) in its own process on 127.0.0.1,
  * then, run after run, drives each from a fresh client process (bench/client.mjs), rotating the order so that
  * noise from the rest of the machine spreads evenly. A client that reports a miscounted stream fails the cell, the
- * table says FAILED, and the exit code is 1. Writes bench/results.md (bench/results-quick.md with --quick) and
- * prints the same tables. Every child process is killed when this one exits, however it exits. With --profile, each
+ * table says FAILED, and the exit code is 1. Writes bench/results.md (bench/results-quick.md with --quick), or
+ * bench/results-channels.md (-quick.md) when only the fan-out and broadcast workloads ran, and prints the same tables.
+ * The fan-out and broadcast workloads (`--workloads fanout,broadcast`) have servers and a client of their own
+ * (servers/fanout.mjs, servers/broadcast-*.mjs, channels-client.mjs); for the Redis cell this starts a redis-server of
+ * its own (redis-server.mjs) on a free port, persisting nothing, and kills it at the end. Every child process is killed when this one exits, however it exits. With --profile, each
  * server runs under --cpu-prof and leaves bench/profiles/<workload>.<implementation>.cpuprofile (open it in Chrome
  * DevTools, Performance tab) when its workload is done.
  */
@@ -13,6 +16,7 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { startRedis, redisVersion } from './redis-server.mjs';
 import { brief, machine, render } from './report.mjs';
 
 const { values: args } = parseArgs({
@@ -42,6 +46,23 @@ const IMPLEMENTATIONS = [
 ];
 const ALL = IMPLEMENTATIONS.map((impl) => impl.name);
 
+/**
+ * The servers of the fan-out and broadcast workloads, which serve other routes (bench/servers/fanout.mjs,
+ * broadcast-*.mjs) and have their own client (channels-client.mjs). `redis`: started with the port of the
+ * redis-server this run starts for them.
+ */
+const FANOUT = [
+  { name: 'lib-memory', file: 'fanout.mjs', args: ['--store', 'memory'] },
+  { name: 'lib-redis', file: 'fanout.mjs', args: ['--store', 'redis'], redis: true },
+  { name: 'lib-plain', file: 'fanout.mjs', args: ['--store', 'none'] },
+];
+const BROADCAST = [
+  { name: 'lib', file: 'broadcast-lib.mjs' },
+  { name: 'better-sse', file: 'broadcast-better-sse.mjs' },
+  { name: 'raw', file: 'broadcast-raw.mjs' },
+];
+const CHANNELS = { client: 'channels-client.mjs', channels: true };
+
 /** The workloads and their sizes; `runs: 1` where one run says all there is to say. */
 const WORKLOADS = [
   { name: 'stream', impls: ALL, params: { n: quick ? 50_000 : 200_000 } },
@@ -52,6 +73,10 @@ const WORKLOADS = [
   // Enough events to overflow the kernel's socket buffers on loopback (several MB), or nothing waits in the server.
   { name: 'stall', impls: ALL, runs: 1, params: { n: quick ? 100_000 : 200_000, pause: quick ? 500 : 1000 } },
   { name: 'logger', impls: [], params: { calls: quick ? 20_000 : 50_000, rounds: quick ? 6 : 10 } },
+  // Issue 6: one resumable run, 100 followers of its key; issue 8: one channel, 1,000 and 10,000 subscribers.
+  { name: 'fanout', ...CHANNELS, servers: FANOUT, params: { followers: 100, n: quick ? 500 : 5000 } },
+  { name: 'broadcast1k', group: 'broadcast', ...CHANNELS, clientWorkload: 'broadcast', servers: BROADCAST, params: { subscribers: 1000, m: quick ? 50 : 200 } },
+  { name: 'broadcast10k', group: 'broadcast', ...CHANNELS, clientWorkload: 'broadcast', servers: BROADCAST, params: { subscribers: 10_000, m: quick ? 20 : 50 } },
 ];
 /** No client may take longer than this, whatever it does. */
 const CLIENT_TIMEOUT_MS = quick ? 30_000 : 90_000;
@@ -59,6 +84,8 @@ const CLIENT_TIMEOUT_MS = quick ? 30_000 : 90_000;
 // ---- child processes ----------------------------------------------------------------------------------------
 
 const children = new Set();
+/** The redis-server of the Redis cells, started by the first workload that needs it, stopped at the end. */
+let redis;
 const killAll = () => {
   for (const child of children) child.kill('SIGKILL');
 };
@@ -131,7 +158,8 @@ function runScript(argv, timeoutMs) {
 
 // ---- the runs ---------------------------------------------------------------------------------------------------
 
-const selected = (list, names) => (names === undefined ? list : list.filter((x) => names.split(',').includes(x.name)));
+/** The entries of `list` named (or, for workloads, whose `group` is named) in the comma-separated `names`. */
+const selected = (list, names) => (names === undefined ? list : list.filter((x) => names.split(',').some((name) => name === x.name || name === x.group)));
 const implementations = selected(IMPLEMENTATIONS, args.only);
 const workloads = selected(WORKLOADS, args.workloads);
 /** results[workload][impl] = { runs: [client results], failure?: message } */
@@ -166,7 +194,14 @@ async function runWorkload(workload) {
     }
     return;
   }
-  const impls = implementations.filter((impl) => workload.impls.includes(impl.name));
+  let impls = workload.servers ? selected(workload.servers, args.only) : implementations.filter((impl) => workload.impls.includes(impl.name));
+  if (impls.some((impl) => impl.redis)) {
+    redis ??= await startRedis((child) => {
+      children.add(child);
+      child.on('exit', () => children.delete(child));
+    });
+    impls = impls.map((impl) => (impl.redis ? { ...impl, args: [...impl.args, '--redis-port', String(redis.port)] } : impl));
+  }
   const starting = await Promise.allSettled(impls.map((impl) => startServer(impl, workload.name)));
   const servers = starting.filter((s) => s.status === 'fulfilled').map((s) => s.value);
   try {
@@ -175,7 +210,7 @@ async function runWorkload(workload) {
       for (let k = 0; k < servers.length; k++) {
         const { impl, port, child } = servers[(k + run) % servers.length];
         if (results[workload.name][impl.name]?.failure) continue;
-        const argv = ['client.mjs', '--port', String(port), '--workload', workload.name, ...flags, ...(run === 0 ? ['--warmup'] : [])];
+        const argv = [workload.client ?? 'client.mjs', '--port', String(port), '--workload', workload.clientWorkload ?? workload.name, ...flags, ...(run === 0 ? ['--warmup'] : [])];
         const client = runScript(argv, CLIENT_TIMEOUT_MS).catch((error) => {
           if (child.exitCode !== null) error.message += `\n(server ${impl.name} had exited: code ${child.exitCode}) ${child.output.stderr}`;
           throw error;
@@ -200,11 +235,23 @@ try {
   }
 } catch (error) {
   failures.push(error.message);
+} finally {
+  await redis?.stop();
 }
 const wallSeconds = (performance.now() - started) / 1000;
-const meta = { ...machine(root), loadBefore: before.load, quick, runs, wallSeconds, workloads: Object.fromEntries(workloads.map((w) => [w.name, w.params])) };
+const meta = {
+  ...machine(root),
+  loadBefore: before.load,
+  quick,
+  runs,
+  wallSeconds,
+  redis: redis === undefined ? undefined : redisVersion(),
+  workloads: Object.fromEntries(workloads.map((w) => [w.name, w.params])),
+};
 const markdown = render(meta, results, failures);
-const out = fileURLToPath(new URL(args.out ?? (quick ? 'results-quick.md' : 'results.md'), import.meta.url));
+// A run of only the fan-out and broadcast workloads goes to its own file, leaving the figures of the others be.
+const name = workloads.length > 0 && workloads.every((w) => w.channels) ? 'results-channels' : 'results';
+const out = fileURLToPath(new URL(args.out ?? `${name}${quick ? '-quick' : ''}.md`, import.meta.url));
 writeFileSync(out, markdown);
 process.stdout.write(markdown);
 log(`\nwrote ${out} in ${wallSeconds.toFixed(0)} s`);
