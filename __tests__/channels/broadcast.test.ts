@@ -5,7 +5,7 @@
 import type http from 'node:http';
 import express from 'express';
 import { MemoryStore, sseChannel, sseStream, type ResumeStore, type SseChannel } from '../../lib';
-import { delay, eventually, listen, openStream, type StreamClient, type TestServer } from '../helpers/sse-client';
+import { eventually, listen, openStream, type StreamClient, type TestServer } from '../helpers/sse-client';
 import { TimeoutTracker } from '../helpers/timers';
 
 /** A real MemoryStore that counts the watches it has open: the listeners a subscription leaves behind. */
@@ -100,6 +100,14 @@ describe('sseChannel()', () => {
     for (const client of [stalled, ...others]) client.abort();
   }, 60_000);
 
+  test('a burst of pushes larger than history reaches a live subscriber whole', async () => {
+    const client = await subscribe('burst');
+    for (let n = 1; n <= 400; n += 1) channel('burst').push({ n });
+    await client.waitForCount(400);
+    expect(datas(client)).toEqual(Array.from({ length: 400 }, (_, i) => `{"n":${i + 1}}`));
+    client.abort();
+  });
+
   test('a new subscriber gets only what is pushed after it subscribed; one that comes back with Last-Event-ID gets what it missed', async () => {
     channel('history').push('before anyone');
     const first = await subscribe('history');
@@ -148,7 +156,8 @@ describe('sseChannel()', () => {
       await eventually(() => channel('cycles').subscriberCount === 0, 5000, 'the batch to unsubscribe');
     }
     timers.tracking = false;
-    await delay(20);
+    // Node's own short timers (a socket's, the Date header cache) clear themselves; a stream's or feed's would not.
+    await eventually(() => timers.live.size === 0, 3000, 'every timer to be cleared').catch(() => undefined);
     expect(channel('cycles').subscriberCount).toBe(0);
     expect(counted.watching()).toBe(watchingBefore);
     expect(timers.live.size).toBe(0);

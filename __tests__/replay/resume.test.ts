@@ -3,7 +3,7 @@
  * (with or without Last-Event-ID) gets exactly what it missed, then the live events, then the end.
  */
 import express from 'express';
-import { MemoryStore, abortRun, sseErrorHandler, sseStream, type SseStream } from '../../lib';
+import { MemoryStore, abortRun, sseChannel, sseErrorHandler, sseStream, type SseStream } from '../../lib';
 import { deferred, type Deferred } from '../helpers/deferred';
 import { listen, openStream, type StreamClient, type TestServer } from '../helpers/sse-client';
 
@@ -187,11 +187,25 @@ describe('sseStream({ resume }) with the memory store', () => {
     const client = await open('send');
     const run = await runOf('send').promise;
     await expect(run.send('stored')).resolves.toBe(true);
-    const read = await store.read('send', 0, 10);
+    const read = await store.read('run:send', 0, 10);
     expect(read.events.map((event) => event.frame.split('\n')[1])).toEqual(['data: stored']);
     await run.close();
     await expect(run.send('late')).resolves.toBe(false);
     await client.ended;
+  });
+
+  test("runs and channels keep to their own keys in a shared store: a run key cannot read or stop a channel", async () => {
+    const secret = sseChannel('private', { store });
+    const follower = await open('channel:private');
+    const run = await runOf('channel:private').promise;
+    secret.push('for subscribers only');
+    run.push('the run');
+    expect(await abortRun('channel:private', store)).toBe(true);
+    await follower.ended;
+    expect(datas(follower)).toEqual(['the run', '[DONE]']);
+    // The channel was not stopped: it still takes pushes.
+    expect(secret.push('still open')).toBe(true);
+    await secret.close();
   });
 
   test('the route keeps running after its only client left, and the store holds what it produced', async () => {
@@ -201,7 +215,7 @@ describe('sseStream({ resume }) with the memory store', () => {
     await client.ended;
     for (let i = 0; i < 3; i += 1) await run.send(i);
     expect(run.closed).toBe(false);
-    const read = await store.read('orphan', 0, 10);
+    const read = await store.read('run:orphan', 0, 10);
     expect(read.events).toHaveLength(3);
     await run.close();
   });

@@ -22,10 +22,14 @@ export class Appender {
   #refused = false;
   #sinceYield = 0;
 
-  constructor(store: ResumeStore, key: string, runId: string | Promise<string>, onRefused: () => void) {
+  /** The most events one append carries: half of what the key keeps, so a burst cannot outrun its readers. */
+  readonly #chunk: number;
+
+  constructor(store: ResumeStore, key: string, runId: string | Promise<string>, maxEvents: number, onRefused: () => void) {
     this.#store = store;
     this.#key = key;
     this.#runId = Promise.resolve(runId);
+    this.#chunk = Math.max(1, Math.floor(maxEvents / 2));
     this.#onRefused = onRefused;
   }
 
@@ -68,10 +72,13 @@ export class Appender {
       this.#onRefused();
     }
     while (this.#bodies.length > 0 && !this.#refused) {
-      const bodies = this.#bodies;
-      const waiting = this.#waiting;
-      this.#bodies = [];
-      this.#waiting = [];
+      const bodies = this.#bodies.length > this.#chunk ? this.#bodies.splice(0, this.#chunk) : this.#bodies;
+      const last = bodies === this.#bodies;
+      const waiting = last ? this.#waiting : [];
+      if (last) {
+        this.#bodies = [];
+        this.#waiting = [];
+      }
       let appended: number | false;
       try {
         appended = await this.#store.append(this.#key, runId, bodies);
@@ -82,8 +89,9 @@ export class Appender {
       if (appended === false) {
         this.discard();
         this.#onRefused();
-      } else if (this.#sinceYield > YIELD_EVERY) {
-        // A producer that only awaits its appends would otherwise never let timers and sockets run.
+      } else if (!last || this.#sinceYield > YIELD_EVERY) {
+        // Between the chunks of a burst, the key's readers take their turn before older events are dropped; and a
+        // producer that only awaits its appends would otherwise never let timers and sockets run.
         this.#sinceYield = 0;
         await new Promise<void>((resolve) => setImmediate(resolve));
       }

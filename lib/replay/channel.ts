@@ -170,7 +170,7 @@ class Channel implements SseChannel {
    * (its subscribers then get an error event and end; their browsers reconnect to the new one).
    */
   #appenderFor(runId: Promise<string>): Appender {
-    return new Appender(this.#store, this.#key, runId, () => {
+    return new Appender(this.#store, this.#key, runId, this.#settings.maxEvents, () => {
       if (this.#closed || this.#runId !== runId) return;
       this.#runId = this.#open();
       this.#appender = this.#appenderFor(this.#runId);

@@ -5,7 +5,7 @@ import type { Request } from 'express';
 import { describe, nonNegativeInteger, type Serializer } from '../encode.js';
 import type { ResponseStream, SseStream } from '../stream.js';
 import { follow } from './follow.js';
-import { defaultStore, RunStream } from './run.js';
+import { defaultStore, runKey, RunStream } from './run.js';
 import { resumePosition, storeWarning, type ResumeStore, type RunSettings } from './store.js';
 
 /** Options of `sseStream({ resume })`. */
@@ -94,17 +94,18 @@ export async function serveResumable(
   startRoute: (run: SseStream) => void,
 ): Promise<void> {
   const { store, settings, serialize } = resume;
+  const storeKey = runKey(key);
   let opened;
   try {
-    opened = await store.open(key, settings);
+    opened = await store.open(storeKey, settings);
   } catch (error) {
     storeWarning('open()', error);
     response.push({ type: 'error', message: 'The stream is temporarily unavailable' });
     await response.close();
     return;
   }
-  if (opened.created) startRoute(new RunStream(store, key, opened.runId, settings, serialize, lastEventId));
-  await follow({ store, key, runId: opened.runId, poll: Math.max(1, Math.floor(settings.lease / 4)) }, response, resumePosition(lastEventId, opened.runId));
+  if (opened.created) startRoute(new RunStream(store, storeKey, opened.runId, settings, serialize, lastEventId));
+  await follow({ store, key: storeKey, runId: opened.runId, poll: Math.max(1, Math.floor(settings.lease / 4)) }, response, resumePosition(lastEventId, opened.runId));
 }
 
 function positiveMilliseconds(value: unknown, name: string): number {

@@ -21,6 +21,14 @@ const liveRuns: WeakMap<ResumeStore, Map<string, RunStream>> = ((globalThis as R
 const NOT_SENT = Promise.resolve(false);
 
 /**
+ * The store key of the run a route names `key`. Runs and channels share stores, each in a key space of its own,
+ * so no `resume.key` can reach a channel (`'channel:…'`) and no channel name a run.
+ */
+export function runKey(key: string): string {
+  return `run:${key}`;
+}
+
+/**
  * The `res.sse` of the route that produces a resumable run. Its events go to the store, numbered by it; its signal
  * aborts on `abortRun()`, a lost lease or `ttl`, not when a client disconnects.
  */
@@ -43,7 +51,7 @@ export class RunStream implements SseStream {
     this.#runId = runId;
     this.#serialize = serialize;
     this.lastEventId = lastEventId;
-    this.#appender = new Appender(store, key, runId, () => this.#end('aborted'));
+    this.#appender = new Appender(store, key, runId, settings.maxEvents, () => this.#end('aborted'));
     this.#renewal = setInterval(() => this.#renew(), Math.max(1, Math.floor(settings.lease * 0.2)));
     this.#renewal.unref();
     this.#expiry = setTimeout(() => void this.#finish('expired', 'expired'), settings.ttl);
@@ -149,7 +157,8 @@ export class RunStream implements SseStream {
  */
 export async function abortRun(key: string, store: ResumeStore = defaultStore): Promise<boolean> {
   if (typeof key !== 'string' || key === '') throw new TypeError('key: expected a non-empty string');
-  const stopped = await store.abort(key);
-  liveRuns.get(store)?.get(key)?.aborted();
+  const storeKey = runKey(key);
+  const stopped = await store.abort(storeKey);
+  if (stopped) liveRuns.get(store)?.get(storeKey)?.aborted();
   return stopped;
 }
