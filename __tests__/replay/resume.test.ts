@@ -199,7 +199,7 @@ describe('sseStream({ resume }) with the memory store', () => {
     const follower = await open('channel:private');
     const run = await runOf('channel:private').promise;
     secret.push('for subscribers only');
-    run.push('the run');
+    await run.send('the run');
     expect(await abortRun('channel:private', store)).toBe(true);
     await follower.ended;
     expect(datas(follower)).toEqual(['the run', '[DONE]']);
