@@ -78,7 +78,6 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * with event 0, `done` with the last expected event (or the end of the stream).
  */
 function openStream(path, { expected, ends, onEvent }) {
-  let request;
   let count = 0;
   let synced = false;
   let settled = false;
@@ -124,7 +123,7 @@ function openStream(path, { expected, ends, onEvent }) {
     },
     onError: (error) => fail(`unparseable frame: ${error.message}`),
   });
-  request = http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
+  const request = http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
     const type = res.headers['content-type'] ?? '';
     if (res.statusCode !== 200 || !type.startsWith('text/event-stream')) return fail(`status ${res.statusCode}, content-type ${type}`);
     opened.resolve();

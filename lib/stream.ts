@@ -227,6 +227,14 @@ export class ResponseStream implements SseStream {
     return this.#finish('close', this.#settings.closing);
   }
 
+  /**
+   * For resumable streams and channels whose store failed: ends the response like `close()`, but without the `done`
+   * terminator, so the browser's `EventSource` comes back (after its `retry` delay) and resumes.
+   */
+  closeForReconnect(): Promise<void> {
+    return this.#finish('close', '');
+  }
+
   subscribe(channel: SseChannel): Promise<void> {
     if (channel === null || typeof channel !== 'object' || typeof channel.follow !== 'function') {
       return Promise.reject(new TypeError('channel: expected a channel made by sseChannel()'));

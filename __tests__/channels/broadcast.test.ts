@@ -44,6 +44,12 @@ describe('sseChannel()', () => {
 
   beforeAll(async () => {
     const app = express();
+    app.get('/welcome/:name', sseStream({ heartbeat: 0 }), (req, res) => {
+      const feed = channel(String(req.params.name));
+      void res.sse.subscribe(feed);
+      // Pushed right after subscribe(), before the subscription has its place in the store: it must still arrive.
+      feed.push({ welcome: feed.subscriberCount });
+    });
     app.get('/feeds/:name', sseStream({ done: '[DONE]', heartbeat: 0, highWaterMark: 16 * 1024 }), (req, res) => {
       if (req.get('X-Stalled') !== undefined) stalledResponse = res;
       void res.sse.subscribe(channel(String(req.params.name)));
@@ -99,6 +105,18 @@ describe('sseChannel()', () => {
     expect(numbers.length).toBeLessThan(1000);
     for (const client of [stalled, ...others]) client.abort();
   }, 60_000);
+
+  test('an event pushed right after subscribe() reaches that subscriber', async () => {
+    const first = await openStream(`${server.url}/welcome/hello`);
+    await first.waitForCount(1);
+    const second = await openStream(`${server.url}/welcome/hello`);
+    await second.waitForCount(1);
+    await first.waitForCount(2);
+    expect(first.events.map((event) => event.data)).toEqual(['{"welcome":0}', '{"welcome":1}']);
+    expect(second.events.map((event) => event.data)).toEqual(['{"welcome":1}']);
+    first.abort();
+    second.abort();
+  });
 
   test('a burst of pushes larger than history reaches a live subscriber whole', async () => {
     const client = await subscribe('burst');

@@ -270,6 +270,22 @@ describe('RedisStore on Redis', () => {
     }
   });
 
+  it('keeps a live run 2 × ttl from its last renewal, so a long-lived one (a channel) never expires under its producers', async () => {
+    const key = freshKey('renewed');
+    const ttl = 10_000;
+    const { runId } = await store.open(key, { ttl, lease: 60_000, maxEvents: 10 });
+    await store.append(key, runId, [body('1')]);
+    // As if the run were old: its keys close to expiry.
+    await client.pexpire(`sse:{${key}}:run`, 500);
+    await client.pexpire(`sse:{${key}}:events`, 500);
+    await expect(store.renew(key, runId)).resolves.toBe(true);
+    for (const name of ['run', 'events']) {
+      const left = await client.pttl(`sse:{${key}}:${name}`);
+      expect(left).toBeGreaterThan(ttl);
+      expect(left).toBeLessThanOrEqual(2 * ttl);
+    }
+  });
+
   it('forgets an ended run after its ttl; the key can then be opened again as a new run', async () => {
     const key = freshKey('expire');
     const first = await store.open(key, { ttl: 100, lease: 60_000, maxEvents: 10 });

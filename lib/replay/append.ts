@@ -8,14 +8,27 @@ import { storeWarning, type ResumeStore } from './store.js';
 const YIELD_EVERY = 64 * 1024;
 
 const TICK = Promise.resolve();
+/** Tries of one append before its events are given up, and the pause before each retry (ms, times the try). */
+const TRIES = 3;
+const RETRY_PAUSE = 100;
+
+/** Options of an `Appender`. */
+export interface AppenderOptions {
+  /** Events the key keeps (`maxEvents`, a channel's `history`): one append carries at most half of them. */
+  maxEvents: number;
+  /** Called once when the store refuses an append (the run ended, was aborted, or lost its lease) or keeps failing. */
+  onRefused: () => void;
+  /** Awaited, when it returns a promise, before each append: a channel holds its pushes while a subscriber takes its place. */
+  gate?: () => Promise<void> | undefined;
+}
 
 /** Appends encoded event bodies to one run of one key, in the order they were added. */
 export class Appender {
   readonly #store: ResumeStore;
   readonly #key: string;
   readonly #runId: Promise<string>;
-  /** Called once when the store refuses an append (the run ended, was aborted, or lost its lease) or fails. */
   readonly #onRefused: () => void;
+  readonly #gate: (() => Promise<void> | undefined) | undefined;
   #bodies: string[] = [];
   #waiting: Array<(appended: boolean) => void> = [];
   #appending: Promise<void> | undefined;
@@ -25,12 +38,13 @@ export class Appender {
   /** The most events one append carries: half of what the key keeps, so a burst cannot outrun its readers. */
   readonly #chunk: number;
 
-  constructor(store: ResumeStore, key: string, runId: string | Promise<string>, maxEvents: number, onRefused: () => void) {
+  constructor(store: ResumeStore, key: string, runId: string | Promise<string>, options: AppenderOptions) {
     this.#store = store;
     this.#key = key;
     this.#runId = Promise.resolve(runId);
-    this.#chunk = Math.max(1, Math.floor(maxEvents / 2));
-    this.#onRefused = onRefused;
+    this.#chunk = Math.max(1, Math.floor(options.maxEvents / 2));
+    this.#onRefused = options.onRefused;
+    this.#gate = options.gate;
   }
 
   /** Queues one encoded body (an SSE frame without its `id:` line). */
@@ -79,13 +93,8 @@ export class Appender {
         this.#bodies = [];
         this.#waiting = [];
       }
-      let appended: number | false;
-      try {
-        appended = await this.#store.append(this.#key, runId, bodies);
-      } catch (error) {
-        storeWarning('append()', error);
-        appended = false;
-      }
+      await this.#gate?.();
+      const appended = await this.#appendWithRetries(runId, bodies);
       if (appended === false) {
         this.discard();
         this.#onRefused();
@@ -99,6 +108,19 @@ export class Appender {
     }
     this.#settle(!this.#refused);
     this.#appending = undefined;
+  }
+
+  /** A store that fails (a dropped Redis connection) gets a few tries before the events are given up. */
+  async #appendWithRetries(runId: string, bodies: string[]): Promise<number | false> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await this.#store.append(this.#key, runId, bodies);
+      } catch (error) {
+        storeWarning('append()', error);
+        if (attempt === TRIES) return false;
+        await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE * attempt));
+      }
+    }
   }
 
   #settle(appended: boolean): void {

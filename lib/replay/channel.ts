@@ -99,6 +99,12 @@ class Channel implements SseChannel {
   #runId: Promise<string>;
   #appender: Appender;
   #closed = false;
+  /**
+   * Subscribers still taking their place, and the appends held until they have: a push made after `subscribe()`
+   * must land after the position the subscriber starts from.
+   */
+  #positioning = 0;
+  #held: Array<() => void> = [];
 
   constructor(name: string, store: ResumeStore, settings: RunSettings, serialize: Serializer) {
     this.name = name;
@@ -134,21 +140,36 @@ class Channel implements SseChannel {
   async follow(response: ResponseStream): Promise<void> {
     if (this.#closed) return response.close();
     this.#subscribers.add(response);
+    this.#positioning += 1;
+    let positioned = false;
+    const onPositioned = (): void => {
+      if (positioned) return;
+      positioned = true;
+      if (!response.closed) this.#following.add(response);
+      if (--this.#positioning === 0) this.#release();
+    };
     try {
       let runId: string;
       try {
         runId = await this.#runId;
       } catch {
         response.push({ type: 'error', message: 'The stream is temporarily unavailable' });
-        return await response.close();
+        return await response.closeForReconnect();
       }
       const from = resumePosition(response.lastEventId, runId);
-      const target = { store: this.#store, key: this.#key, runId, poll: 1000 };
-      await follow(target, response, from === 0 ? 'tail' : from, () => this.#following.add(response));
+      const target = { store: this.#store, key: this.#key, runId, poll: 1000, endless: true };
+      await follow(target, response, from === 0 ? 'tail' : from, onPositioned);
     } finally {
+      onPositioned();
       this.#subscribers.delete(response);
       this.#following.delete(response);
     }
+  }
+
+  #release(): void {
+    const held = this.#held;
+    this.#held = [];
+    for (const resume of held) resume();
   }
 
   async #renew(): Promise<void> {
@@ -170,10 +191,14 @@ class Channel implements SseChannel {
    * (its subscribers then get an error event and end; their browsers reconnect to the new one).
    */
   #appenderFor(runId: Promise<string>): Appender {
-    return new Appender(this.#store, this.#key, runId, this.#settings.maxEvents, () => {
-      if (this.#closed || this.#runId !== runId) return;
-      this.#runId = this.#open();
-      this.#appender = this.#appenderFor(this.#runId);
+    return new Appender(this.#store, this.#key, runId, {
+      maxEvents: this.#settings.maxEvents,
+      onRefused: () => {
+        if (this.#closed || this.#runId !== runId) return;
+        this.#runId = this.#open();
+        this.#appender = this.#appenderFor(this.#runId);
+      },
+      gate: () => (this.#positioning === 0 ? undefined : new Promise<void>((resume) => this.#held.push(resume))),
     });
   }
 }

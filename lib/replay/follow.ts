@@ -8,16 +8,21 @@
  * store, without slowing the others.
  */
 import type { ResponseStream } from '../stream.js';
-import { storeWarning, type ReadResult, type ResumeStore, type RunEnd } from './store.js';
+import { storeWarning, type ReadResult, type ResumeStore, type RunEnd, type StoredEvent } from './store.js';
 
 /** Events read per store round trip. */
 const BATCH = 256;
+/** Failed store reads in a row after which a follower gives up (and its client reconnects later). */
+const MAX_FAILURES = 3;
+
+/** Why a follower stops other than by its client leaving: how the run ended, or what went wrong. */
+type Stop = RunEnd | 'gone' | 'unavailable';
 
 /** The `{ type: "error" }` frames a follower writes itself, by why it stops; encoded once per process. */
-const FAILURE_FRAMES: Partial<Record<RunEnd | 'gone' | 'unavailable', string>> = {
+const FAILURE_FRAMES: Partial<Record<Stop, string>> = {
   expired: errorFrame('The run took longer than its time limit and was stopped'),
   lost: errorFrame('The run stopped unexpectedly'),
-  gone: errorFrame('The run is no longer available'),
+  gone: errorFrame('The stream is no longer available'),
   unavailable: errorFrame('The stream is temporarily unavailable'),
 };
 
@@ -28,11 +33,18 @@ export interface FollowTarget {
   runId: string;
   /** Milliseconds between the feed's reads while nothing wakes it: how soon it notices a producer that died. */
   poll: number;
+  /**
+   * A channel never ends, so a client that lost it (the key expired and was opened again) should come back: its
+   * stream then ends without the `done` terminator. A run that is gone is over.
+   */
+  endless: boolean;
 }
 
-/** One response following a key: where it is, and how to end it. */
+/** One response following a key: where it is, what it still has to write, and how to end it. */
 class Follower {
   cursor: number;
+  /** Events read but not yet written: the client fell behind in the middle of their batch. */
+  rest: StoredEvent[] = [];
   #done: (() => void) | undefined;
   readonly finished = new Promise<void>((resolve) => (this.#done = resolve));
 
@@ -44,23 +56,31 @@ class Follower {
   }
 
   /**
-   * Writes the events this follower has not had yet, until its client falls more than `highWaterMark` behind: then
-   * returns `false`, and the rest stays in the store for it.
+   * Writes the events this follower has not had yet, announcing any it can no longer get (dropped past the store's
+   * limit) with `{ type: "missed", count }`. Returns `false` once its client falls more than `highWaterMark`
+   * behind: what is left of `events` waits in `rest`.
    */
-  write(events: ReadResult['events']): boolean {
-    for (const event of events) {
+  write(events: readonly StoredEvent[]): boolean {
+    for (let i = 0; i < events.length; i += 1) {
+      const event = events[i]!;
       if (event.seq <= this.cursor) continue;
+      if (event.seq > this.cursor + 1) this.response.writeFrame(missedFrame(event.seq - this.cursor - 1));
       this.cursor = event.seq;
-      if (!this.response.writeFrame(event.frame)) return false;
+      if (!this.response.writeFrame(event.frame)) {
+        this.rest = events.slice(i + 1);
+        return false;
+      }
     }
+    this.rest = [];
     return true;
   }
 
-  /** Ends the response with the stream's `done` terminator (after an error event where the run failed). */
-  end(why: RunEnd | 'gone' | 'unavailable'): void {
+  /** Ends the response: with the stream's `done` terminator, unless the client should come back later. */
+  end(why: Stop, endless: boolean): void {
     const frame = FAILURE_FRAMES[why];
     if (frame !== undefined) this.response.writeFrame(frame);
-    void this.response.close().then(this.#done);
+    const reconnect = why === 'unavailable' || (why === 'gone' && endless);
+    void (reconnect ? this.response.closeForReconnect() : this.response.close()).then(this.#done);
   }
 
   /** For a follower whose client left first. */
@@ -81,7 +101,8 @@ class Feed {
   #cursor = 0;
   #reading = false;
   #again = false;
-  #ended: RunEnd | 'gone' | 'unavailable' | undefined;
+  #failures = 0;
+  #ended: Stop | undefined;
   readonly ready: Promise<void>;
 
   constructor(target: FollowTarget, dispose: () => void) {
@@ -102,7 +123,7 @@ class Feed {
   }
 
   /** Serves `response` from position `from` until the run ends or the client leaves. */
-  async serve(response: ResponseStream, from: number | 'tail', onPositioned?: () => void): Promise<void> {
+  async serve(response: ResponseStream, from: number | 'tail', onPositioned: (() => void) | undefined): Promise<void> {
     const follower = new Follower(response, typeof from === 'number' ? from : this.#cursor);
     this.#members.add(follower);
     const onLeave = (): void => {
@@ -124,29 +145,37 @@ class Feed {
 
   /** Replays from the store at the client's pace until the follower is level with the feed, then joins it. */
   async #catchUp(follower: Follower): Promise<void> {
-    const { store, key, runId } = this.#target;
+    const { store, key, runId, poll, endless } = this.#target;
     const { response } = follower;
+    let failures = 0;
     while (!response.closed) {
-      if (this.#ended !== undefined && follower.cursor >= this.#cursor) return follower.end(this.#ended);
+      if (follower.rest.length > 0) {
+        if (!(await response.writable())) break;
+        follower.write(follower.rest);
+        continue;
+      }
+      if (this.#ended !== undefined && follower.cursor >= this.#cursor) return follower.end(this.#ended, endless);
       let read: ReadResult;
       try {
         read = await store.read(key, follower.cursor, BATCH);
+        failures = 0;
       } catch (error) {
         storeWarning('read()', error);
-        return follower.end('unavailable');
+        if (++failures >= MAX_FAILURES) return follower.end('unavailable', endless);
+        await sleep(poll, response.signal);
+        continue;
       }
-      if (response.closed) return follower.release();
-      if (read.runId !== runId) return follower.end('gone');
+      if (response.closed) break;
+      if (read.runId !== runId) return follower.end('gone', endless);
       if (follower.cursor > read.tail) {
         // An id of this run from beyond its end cannot be real: replay from the start instead.
         follower.cursor = 0;
         continue;
       }
-      if (read.missed > 0) response.writeFrame(missedFrame(read.missed));
       if (!follower.write(read.events)) {
-        if (!(await response.writable())) return follower.release();
+        if (!(await response.writable())) break;
       } else if (read.end !== undefined) {
-        return follower.end(read.end);
+        return follower.end(read.end, endless);
       } else if (read.events.length < BATCH && follower.cursor >= this.#cursor) {
         if (this.#live.size === 0) this.#cursor = follower.cursor;
         this.#live.add(follower);
@@ -197,14 +226,15 @@ class Feed {
       let read: ReadResult;
       try {
         read = await store.read(key, this.#cursor, BATCH);
+        this.#failures = 0;
       } catch (error) {
+        // The poll tries again; a store that keeps failing ends the live followers, whose clients come back later.
         storeWarning('read()', error);
-        return this.#endLive('unavailable');
+        if (++this.#failures >= MAX_FAILURES) this.#endLive('unavailable');
+        return;
       }
       if (read.runId !== runId) return this.#endLive('gone');
-      const missed = read.missed > 0 ? missedFrame(read.missed) : undefined;
       for (const follower of this.#live) {
-        if (missed !== undefined) follower.response.writeFrame(missed);
         if (!follower.write(read.events)) this.#fallBehind(follower);
       }
       const last = read.events.at(-1);
@@ -220,9 +250,9 @@ class Feed {
     void follower.response.writable().then((open) => (open ? this.#catchUp(follower) : follower.release()));
   }
 
-  #endLive(why: RunEnd | 'gone' | 'unavailable'): void {
+  #endLive(why: Stop): void {
     this.#ended = why;
-    for (const follower of this.#live) follower.end(why);
+    for (const follower of this.#live) follower.end(why, this.#target.endless);
     this.#live.clear();
     this.#stopPolling();
     // Followers still catching up finish on their own; one that comes later reads the end from the store.
@@ -275,6 +305,19 @@ export function follow(target: FollowTarget, response: ResponseStream, from: num
     runs.set(target.runId, (feed = created));
   }
   return feed.serve(response, from, onPositioned);
+}
+
+/** Waits `milliseconds`, or less if `signal` aborts first. */
+function sleep(milliseconds: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, milliseconds);
+    signal.addEventListener('abort', done);
+  });
 }
 
 function missedFrame(count: number): string {

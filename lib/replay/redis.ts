@@ -36,7 +36,7 @@ export interface RedisStoreOptions {
 /**
  * The share of `lease` the lease key lives for without renewal. The producer renews every `lease * 0.2` ms and
  * followers poll every `lease * 0.25` ms, so a dead producer's followers learn of it within about `0.85 * lease`,
- * and a live one has three renewals' margin before its lease lapses.
+ * and a live one has two renewals' margin (at 0.2 and 0.4 × `lease`) before its lease lapses.
  */
 const LEASE_SHARE = 0.6;
 
@@ -88,10 +88,16 @@ redis.call('PUBLISH', ARGV[2], '')
 return seq
 `;
 
-/** ARGV: runId. Replies 1 when runId held the lease (now renewed), else 0. */
+/**
+ * ARGV: runId. Replies 1 when runId held the lease (now renewed), else 0. A live run's keys are kept 2 × ttl from
+ * its last renewal, so one that lives long (a channel never ends) does not expire under its producers.
+ */
 const RENEW = `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] or redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(redis.call('HGET', KEYS[1], 'lease')) * ${LEASE_SHARE}))
+local run = redis.call('HMGET', KEYS[1], 'lease', 'ttl')
+redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(run[1]) * ${LEASE_SHARE}))
+redis.call('PEXPIRE', KEYS[1], 2 * tonumber(run[2]))
+redis.call('PEXPIRE', KEYS[3], 2 * tonumber(run[2]))
 return 1
 `;
 

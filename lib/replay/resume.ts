@@ -101,11 +101,13 @@ export async function serveResumable(
   } catch (error) {
     storeWarning('open()', error);
     response.push({ type: 'error', message: 'The stream is temporarily unavailable' });
-    await response.close();
+    // Without `done`: the browser comes back later, and the run starts (or resumes) then.
+    await response.closeForReconnect();
     return;
   }
   if (opened.created) startRoute(new RunStream(store, storeKey, opened.runId, settings, serialize, lastEventId));
-  await follow({ store, key: storeKey, runId: opened.runId, poll: Math.max(1, Math.floor(settings.lease / 4)) }, response, resumePosition(lastEventId, opened.runId));
+  const target = { store, key: storeKey, runId: opened.runId, poll: Math.max(1, Math.floor(settings.lease / 4)), endless: false };
+  await follow(target, response, resumePosition(lastEventId, opened.runId));
 }
 
 function positiveMilliseconds(value: unknown, name: string): number {

@@ -51,7 +51,7 @@ export class RunStream implements SseStream {
     this.#runId = runId;
     this.#serialize = serialize;
     this.lastEventId = lastEventId;
-    this.#appender = new Appender(store, key, runId, settings.maxEvents, () => this.#end('aborted'));
+    this.#appender = new Appender(store, key, runId, { maxEvents: settings.maxEvents, onRefused: () => this.#end('aborted') });
     this.#renewal = setInterval(() => this.#renew(), Math.max(1, Math.floor(settings.lease * 0.2)));
     this.#renewal.unref();
     this.#expiry = setTimeout(() => void this.#finish('expired', 'expired'), settings.ttl);
@@ -66,7 +66,7 @@ export class RunStream implements SseStream {
   }
 
   get closed(): boolean {
-    return this.#closeReason !== undefined;
+    return this.#closeReason !== undefined || this.#closing !== undefined;
   }
 
   get closeReason(): CloseReason | undefined {
@@ -113,14 +113,16 @@ export class RunStream implements SseStream {
   #finish(closeReason: CloseReason, end: RunEnd): Promise<void> {
     this.#closing ??= (async () => {
       await this.#appender.settled();
-      if (this.#closeReason === undefined) {
+      let ended = this.#closeReason === undefined;
+      if (ended) {
         try {
-          await this.#store.end(this.#key, this.#runId, end);
+          ended = await this.#store.end(this.#key, this.#runId, end);
         } catch (error) {
           storeWarning('end()', error);
         }
       }
-      this.#end(closeReason);
+      // The store had already ended the run (abortRun(), or a lease that lapsed): that is how it ended.
+      this.#end(ended ? closeReason : 'aborted');
     })();
     return this.#closing;
   }
