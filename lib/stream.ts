@@ -186,13 +186,7 @@ export class ResponseStream implements SseStream {
   }
 
   send(data: unknown, options?: PushOptions): Promise<boolean> {
-    let pushed: boolean;
-    try {
-      pushed = this.push(data, options);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    return pushed ? this.writable() : NOT_SENT;
+    return sendThen(() => this.push(data, options), () => this.writable());
   }
 
   /**
@@ -388,6 +382,20 @@ export class ResponseStream implements SseStream {
     this.#waiters = [];
     for (const resolve of waiters) resolve(sent);
   }
+}
+
+/**
+ * What every stream's `send()` does: `push()` (its `TypeError` as a rejection), then `wait()` for the event to be on
+ * its way, or `false` at once when the stream is closed.
+ */
+export function sendThen(push: () => boolean, wait: () => Promise<boolean>): Promise<boolean> {
+  let pushed: boolean;
+  try {
+    pushed = push();
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return pushed ? wait() : NOT_SENT;
 }
 
 /** The reason a stream's signal aborts with: an `AbortError`, as `fetch()` and `signal.throwIfAborted()` expect. */

@@ -6,19 +6,14 @@ import type http from 'node:http';
 import express from 'express';
 import { MemoryStore, sseChannel, sseStream, type ResumeStore, type SseChannel } from '../../lib';
 import { eventually, listen, openStream, type StreamClient, type TestServer } from '../helpers/sse-client';
+import { wrapStore } from '../helpers/stores';
 import { TimeoutTracker } from '../helpers/timers';
 
 /** A real MemoryStore that counts the watches it has open: the listeners a subscription leaves behind. */
 function countingStore(): { store: ResumeStore; watching: () => number } {
   const inner = new MemoryStore();
   let watching = 0;
-  const store: ResumeStore = {
-    open: (key, settings) => inner.open(key, settings),
-    append: (key, runId, bodies) => inner.append(key, runId, bodies),
-    renew: (key, runId) => inner.renew(key, runId),
-    end: (key, runId, reason) => inner.end(key, runId, reason),
-    abort: (key) => inner.abort(key),
-    read: (key, after, limit) => inner.read(key, after, limit),
+  const store = wrapStore(inner, {
     async watch(key, onWake) {
       const unwatch = await inner.watch(key, onWake);
       watching += 1;
@@ -27,7 +22,7 @@ function countingStore(): { store: ResumeStore; watching: () => number } {
         unwatch();
       };
     },
-  };
+  });
   return { store, watching: () => watching };
 }
 

@@ -18,14 +18,17 @@ export function deferred<T = void>(): Deferred<T> {
   return { promise, resolve, reject };
 }
 
-/** One deferred per key, created by whichever side asks first: `turns.get(3).promise` / `turns.get(3).resolve()`. */
-export class Turns<K> {
-  readonly #all = new Map<K, Deferred<void>>();
+/**
+ * One deferred per key, created by whichever side asks first: `turns.get(3).promise` / `turns.get(3).resolve()`; with
+ * a value, how a route hands its `res.sse` to the test: `runs.get(key).resolve(res.sse)`.
+ */
+export class Turns<K, T = void> {
+  readonly #all = new Map<K, Deferred<T>>();
 
-  get(key: K): Deferred<void> {
+  get(key: K): Deferred<T> {
     let turn = this.#all.get(key);
     if (turn === undefined) {
-      turn = deferred<void>();
+      turn = deferred<T>();
       this.#all.set(key, turn);
     }
     return turn;

@@ -5,9 +5,9 @@
  * Needs redis-server (`apt-get update && apt-get install -y redis-server`) and a build (`npm run test:integration`
  * builds first).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type Redis from 'ioredis';
+import { startFixture, stopFixture, type FixtureServer } from '../helpers/fixture-server';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { openStream, type StreamClient } from '../helpers/sse-client';
 
@@ -15,26 +15,9 @@ const FIXTURE = path.join(__dirname, '..', 'fixtures', 'channel-server.js');
 /** The pub/sub channel RedisStore wakes the followers of the "news" channel on (default prefix `sse:`). */
 const WAKE = 'sse:{channel:news}:wake';
 
-interface Instance {
-  url: string;
-  child: ChildProcess;
-  exited: Promise<void>;
-}
+type Instance = FixtureServer;
 
-function startInstance(redisPort: number): Promise<Instance> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [FIXTURE], { env: { ...process.env, REDIS_PORT: String(redisPort) }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    const exited = new Promise<void>((done) => child.once('exit', () => done()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const port = /PORT (\d+)/.exec(output)?.[1];
-      if (port !== undefined) resolve({ url: `http://127.0.0.1:${port}`, child, exited });
-    });
-    void exited.then(() => reject(new Error(`channel-server exited before listening:\n${output}`)));
-  });
-}
+const startInstance = (redisPort: number): Promise<Instance> => startFixture(FIXTURE, { REDIS_PORT: String(redisPort) });
 
 async function subscribers(instance: Instance): Promise<number> {
   return ((await (await fetch(`${instance.url}/count`)).json()) as { subscribers: number }).subscribers;
@@ -73,8 +56,7 @@ describe('broadcast channels on Redis, across three server processes', () => {
     instances.push(...(await Promise.all([0, 1, 2].map(() => startInstance(redis.port)))));
   });
   afterAll(async () => {
-    for (const instance of instances) instance.child.kill('SIGKILL');
-    await Promise.all(instances.map((instance) => instance.exited));
+    await Promise.all(instances.map(stopFixture));
     client?.disconnect();
     await redis?.stop();
   });

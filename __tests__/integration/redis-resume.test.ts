@@ -6,46 +6,20 @@
  * Needs redis-server (`apt-get update && apt-get install -y redis-server`) and a build (`npm run test:integration`
  * builds first).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
+import { startFixture, stopFixture, type FixtureServer } from '../helpers/fixture-server';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { openStream, type StreamClient } from '../helpers/sse-client';
 
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'resume-server.js');
 const LEASE = 1000;
 
-interface Instance {
-  url: string;
-  child: ChildProcess;
-  /** Resolves when the process exited. */
-  exited: Promise<void>;
-  output(): string;
-}
+type Instance = FixtureServer;
 
-function startInstance(redisPort: number): Promise<Instance> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [FIXTURE], {
-      env: { ...process.env, REDIS_PORT: String(redisPort), LEASE: String(LEASE) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    const exited = new Promise<void>((done) => child.once('exit', () => done()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const port = /PORT (\d+)/.exec(output)?.[1];
-      if (port !== undefined) resolve({ url: `http://127.0.0.1:${port}`, child, exited, output: () => output });
-    });
-    void exited.then(() => reject(new Error(`resume-server exited before listening:\n${output}`)));
-  });
-}
-
-async function stopInstance(instance: Instance | undefined): Promise<void> {
-  if (instance === undefined || instance.child.exitCode !== null || instance.child.signalCode !== null) return;
-  instance.child.kill('SIGKILL');
-  await instance.exited;
-}
+const startInstance = (redisPort: number): Promise<Instance> =>
+  startFixture(FIXTURE, { REDIS_PORT: String(redisPort), LEASE: String(LEASE) });
+const stopInstance = stopFixture;
 
 async function control(instance: Instance, key: string, action: string): Promise<void> {
   const response = await fetch(`${instance.url}/control/${key}/${action}`, { method: 'POST' });

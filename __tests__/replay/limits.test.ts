@@ -5,7 +5,7 @@
  */
 import express from 'express';
 import { MemoryStore, sseStream, type SseStream } from '../../lib';
-import { deferred, type Deferred } from '../helpers/deferred';
+import { Turns, type Deferred } from '../helpers/deferred';
 import { delay, eventually, listen, openStream, type TestServer } from '../helpers/sse-client';
 import { TimeoutTracker } from '../helpers/timers';
 import { collectGarbage, MIB } from '../reliability/support';
@@ -14,12 +14,8 @@ describe('resumable run limits', () => {
   let server: TestServer;
   const store = new MemoryStore();
   const shortStore = new MemoryStore();
-  const runs = new Map<string, Deferred<SseStream>>();
-  const runOf = (key: string): Deferred<SseStream> => {
-    let run = runs.get(key);
-    if (run === undefined) runs.set(key, (run = deferred<SseStream>()));
-    return run;
-  };
+  const runs = new Turns<string, SseStream>();
+  const runOf = (key: string): Deferred<SseStream> => runs.get(key);
   const timers = new TimeoutTracker();
 
   beforeAll(async () => {

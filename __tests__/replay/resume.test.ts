@@ -4,20 +4,16 @@
  */
 import express from 'express';
 import { MemoryStore, abortRun, sseChannel, sseErrorHandler, sseStream, type SseStream } from '../../lib';
-import { deferred, type Deferred } from '../helpers/deferred';
+import { Turns, type Deferred } from '../helpers/deferred';
 import { listen, openStream, type StreamClient, type TestServer } from '../helpers/sse-client';
 
 describe('sseStream({ resume }) with the memory store', () => {
   let server: TestServer;
   const store = new MemoryStore();
   /** The run of each key, as its route saw it, and how many times the route ran for that key. */
-  const runs = new Map<string, Deferred<SseStream>>();
+  const runs = new Turns<string, SseStream>();
   const routeRuns = new Map<string, number>();
-  const runOf = (key: string): Deferred<SseStream> => {
-    let run = runs.get(key);
-    if (run === undefined) runs.set(key, (run = deferred<SseStream>()));
-    return run;
-  };
+  const runOf = (key: string): Deferred<SseStream> => runs.get(key);
 
   beforeAll(async () => {
     const app = express();

@@ -5,8 +5,9 @@
  */
 import express from 'express';
 import { MemoryStore, sseStream, type ResumeStore, type SseStream } from '../../lib';
-import { deferred, type Deferred } from '../helpers/deferred';
+import { Turns, type Deferred } from '../helpers/deferred';
 import { listen, openStream, type TestServer } from '../helpers/sse-client';
+import { wrapStore } from '../helpers/stores';
 
 /** A real MemoryStore behind a switch that makes its reads fail, and a count of the events it read out. */
 function flakyStore(): { store: ResumeStore; inner: MemoryStore; failReads: (times: number) => void; eventsRead: () => number; failed: () => number } {
@@ -14,12 +15,7 @@ function flakyStore(): { store: ResumeStore; inner: MemoryStore; failReads: (tim
   let failing = 0;
   let failed = 0;
   let eventsRead = 0;
-  const store: ResumeStore = {
-    open: (key, settings) => inner.open(key, settings),
-    append: (key, runId, bodies) => inner.append(key, runId, bodies),
-    renew: (key, runId) => inner.renew(key, runId),
-    end: (key, runId, reason) => inner.end(key, runId, reason),
-    abort: (key) => inner.abort(key),
+  const store = wrapStore(inner, {
     async read(key, after, limit) {
       if (failing > 0) {
         failing -= 1;
@@ -30,20 +26,15 @@ function flakyStore(): { store: ResumeStore; inner: MemoryStore; failReads: (tim
       eventsRead += read.events.length;
       return read;
     },
-    watch: (key, onWake) => inner.watch(key, onWake),
-  };
+  });
   return { store, inner, failReads: (times) => (failing = times), eventsRead: () => eventsRead, failed: () => failed };
 }
 
 describe('resumable streams when the store fails', () => {
   let server: TestServer;
   const flaky = flakyStore();
-  const runs = new Map<string, Deferred<SseStream>>();
-  const runOf = (key: string): Deferred<SseStream> => {
-    let run = runs.get(key);
-    if (run === undefined) runs.set(key, (run = deferred<SseStream>()));
-    return run;
-  };
+  const runs = new Turns<string, SseStream>();
+  const runOf = (key: string): Deferred<SseStream> => runs.get(key);
 
   beforeAll(async () => {
     const app = express();

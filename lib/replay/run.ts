@@ -3,7 +3,7 @@
  * response, so it outlives its connection and any number of clients can follow it.
  */
 import { SSE, type PushOptions, type Serializer } from '../encode.js';
-import { abortReason, type CloseReason, type SseStream } from '../stream.js';
+import { abortReason, sendThen, type CloseReason, type SseStream } from '../stream.js';
 import { MemoryStore } from './memory.js';
 import { Appender } from './append.js';
 import { storeWarning, type ResumeStore, type RunEnd, type RunSettings } from './store.js';
@@ -17,8 +17,6 @@ export const defaultStore: ResumeStore = ((globalThis as Record<symbol, unknown>
 const LIVE_RUNS = Symbol.for('express-sse-context.live-runs.v1');
 const liveRuns: WeakMap<ResumeStore, Map<string, RunStream>> = ((globalThis as Record<symbol, unknown>)[LIVE_RUNS] ??=
   new WeakMap<ResumeStore, Map<string, RunStream>>()) as WeakMap<ResumeStore, Map<string, RunStream>>;
-
-const NOT_SENT = Promise.resolve(false);
 
 /**
  * The store key of the run a route names `key`. Runs and channels share stores, each in a key space of its own,
@@ -81,13 +79,7 @@ export class RunStream implements SseStream {
   }
 
   send(data: unknown, options?: PushOptions): Promise<boolean> {
-    let pushed: boolean;
-    try {
-      pushed = this.push(data, options);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    return pushed ? this.#appender.durable() : NOT_SENT;
+    return sendThen(() => this.push(data, options), () => this.#appender.durable());
   }
 
   /** Comments are not events, so a run stores none: this only checks `text`, as every stream's `comment()` does. */
