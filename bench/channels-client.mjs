@@ -22,6 +22,7 @@ import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { createParser } from 'eventsource-parser';
 import { exitWithParent, nowUs } from './servers/common.mjs';
+import { percentile, serverClient } from './client-common.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -36,39 +37,13 @@ const { values: args } = parseArgs({
 });
 const port = Number(args.port);
 const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity, maxTotalSockets: Infinity });
+const { get, control, clockOffset } = serverClient(port, agent);
 /** How long the timed part may take before the client gives up and says which streams are short. */
 const DEADLINE_MS = 20_000;
 const BATCH = 500;
 
 class Failure extends Error {}
 
-/** GETs a route of the server and returns its JSON. */
-function get(path) {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path, agent }, (res) => {
-        let body = '';
-        res.setEncoding('utf8').on('data', (chunk) => (body += chunk));
-        res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body)) : reject(new Error(`${path}: ${res.statusCode} ${body}`))));
-      })
-      .on('error', reject);
-  });
-}
-const control = (name) => get(`/_bench/${name}`);
-
-/** The server clock minus ours, in µs, from the round trip with the smallest delay. */
-async function clockOffset() {
-  let best = { rtt: Infinity, offset: 0 };
-  for (let i = 0; i < 30; i++) {
-    const sent = nowUs();
-    const { t } = await control('clock');
-    const received = nowUs();
-    if (received - sent < best.rtt) best = { rtt: received - sent, offset: t - (sent + received) / 2 };
-  }
-  return best.offset;
-}
-
-const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**

@@ -12,6 +12,7 @@ import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { createParser } from 'eventsource-parser';
 import { exitWithParent, nowUs } from './servers/common.mjs';
+import { percentile, serverClient } from './client-common.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -26,21 +27,9 @@ const { values: args } = parseArgs({
 });
 const port = Number(args.port);
 const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
+const { control, clockOffset } = serverClient(port, agent);
 
 class Failure extends Error {}
-
-/** GETs a control route of the server and returns its JSON. */
-function control(name) {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path: `/_bench/${name}`, agent }, (res) => {
-        let body = '';
-        res.setEncoding('utf8').on('data', (chunk) => (body += chunk));
-        res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body)) : reject(new Error(`/_bench/${name}: ${res.statusCode} ${body}`))));
-      })
-      .on('error', reject);
-  });
-}
 
 /**
  * Opens one event stream and parses it. Resolves with the number of events when the server ends it, or, when
@@ -111,19 +100,6 @@ async function measured(work) {
   return { events, wallMs, eventsPerSec: events / (wallMs / 1000), cpuUsPerEvent: server.cpuUs / events, ...server };
 }
 
-/** The server clock minus ours, in µs, from the round trip with the smallest delay. */
-async function clockOffset() {
-  let best = { rtt: Infinity, offset: 0 };
-  for (let i = 0; i < 30; i++) {
-    const sent = nowUs();
-    const { t } = await control('clock');
-    const received = nowUs();
-    if (received - sent < best.rtt) best = { rtt: received - sent, offset: t - (sent + received) / 2 };
-  }
-  return best.offset;
-}
-
-const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
 
 const workloads = {
   /** (1) one stream, n events back to back; (5) /forward is the same with the log-record payload. */
