@@ -288,6 +288,28 @@ describe('SseTransport safety', () => {
       },
     },
     {
+      // Found by fast-check: the throwing field sends the record down the safe path, where the `toJSON` field's own
+      // `toJSON` returned a function that then became the copy's `toJSON` and replaced the event.
+      name: 'a field named toJSON whose toJSON returns a function cannot replace the event, even beside a throwing field',
+      log: () =>
+        safeLogger.info('function from toJSON', {
+          toJSON: { toJSON: () => () => 'replaced' },
+          bad: {
+            toJSON(): never {
+              throw new Error('toJSON exploded');
+            },
+          },
+          ok: 7,
+        }),
+      check: (event) => {
+        expect(event.type).toBe('log');
+        expect(event.message).toBe('function from toJSON');
+        expect(event.ok).toBe(7);
+        expect(event).not.toHaveProperty('toJSON');
+        expect(typeof event.bad).toBe('string');
+      },
+    },
+    {
       name: 'Symbols as values are delivered safely',
       log: () => safeLogger.info('symbols', { sym: Symbol('value'), list: [Symbol('item')], ok: 6 }),
       check: (event) => {

@@ -173,6 +173,8 @@ function read(record: Record<string, unknown>, key: string): unknown {
 /** A plain JSON value that `JSON.stringify` cannot fail on: cycles, BigInt, throwing getters and `toJSON` rendered as text. */
 function jsonSafe(value: unknown, ancestors: object[], depth: number): unknown {
   if (typeof value === 'bigint') return value.toString();
+  // JSON leaves functions and symbols out; kept in the copy, one returned by a `toJSON` would become its `toJSON`.
+  if (typeof value === 'function' || typeof value === 'symbol') return undefined;
   if (value === null || typeof value !== 'object') return value;
   if (ancestors.includes(value)) return '[Circular]';
   if (depth >= MAX_DEPTH) return '[Too deep]';
