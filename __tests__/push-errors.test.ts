@@ -38,6 +38,8 @@ const badPushes: Array<[string, string, unknown, PushOptions | undefined]> = [
   ['a circular object', 'data', circular(), undefined],
   ['a BigInt', 'data', 10n, undefined],
   ['an object holding a BigInt', 'data', { count: 10n }, undefined],
+  ['null options', 'options', 'x', null as unknown as PushOptions],
+  ['options that are a string', 'options', 'x', 'update' as unknown as PushOptions],
 ];
 
 describe('push() and send() with bad input', () => {

@@ -138,6 +138,8 @@ export class SseConnectionError extends Error {
 
 const ACCEPT = 'text/event-stream, application/x-ndjson;q=0.9';
 const BODY_PREVIEW_BYTES = 512;
+/** How long an error waits for the first bytes of a body that stays open (a login page that streams, a proxy). */
+const BODY_PREVIEW_MS = 500;
 const DEFAULT_RECONNECT: Required<ReconnectOptions> = { retries: 5, delay: 1000, maxDelay: 30_000 };
 /** The longest delay `setTimeout` honours; a longer one fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -351,22 +353,25 @@ async function accept(response: Response): Promise<Format> {
   );
 }
 
-/** The first bytes of a body, for an error message; never throws. */
+/** The first bytes of a body, for an error message, as many as arrive within `BODY_PREVIEW_MS`; never throws. */
 async function preview(response: Response): Promise<string> {
   const reader = response.body?.getReader();
   if (reader === undefined) return '';
   const chunks: Uint8Array[] = [];
   let length = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeUp = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, BODY_PREVIEW_MS, undefined)));
   try {
     while (length < BODY_PREVIEW_BYTES) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      length += value.byteLength;
+      const result = await Promise.race([reader.read(), timeUp]);
+      if (result === undefined || result.done) break;
+      chunks.push(result.value);
+      length += result.value.byteLength;
     }
   } catch {
     // A body that fails midway still has its first bytes to show.
   } finally {
+    clearTimeout(timer);
     reader.cancel().catch(ignore);
   }
   const bytes = new Uint8Array(length);

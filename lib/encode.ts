@@ -68,12 +68,13 @@ export const NDJSON: WireFormat = {
  * Encodes one SSE event: `event:`, `id:`, `retry:` when given, then one `data:` line per line of the data, then the
  * blank line that ends the event. A string is sent as it is; any other value goes through `serialize`.
  *
- * @throws TypeError naming the field for `undefined` data, data `serialize` cannot encode, an `event` or `id`
- * holding CR, LF or NUL, or a `retry` that is not a non-negative safe integer.
+ * @throws TypeError naming the field for `undefined` data, data `serialize` cannot encode, `options` that are not an
+ * object, an `event` or `id` holding CR, LF or NUL, or a `retry` that is not a non-negative safe integer.
  */
 export function encodeEvent(data: unknown, options: PushOptions | undefined, serialize: Serializer): string {
   let frame = '';
   if (options !== undefined) {
+    if (options === null || typeof options !== 'object') throw new TypeError(`options: expected an object, got ${describe(options)}`);
     if (options.event !== undefined) frame += `event: ${fieldValue('event', options.event)}\n`;
     if (options.id !== undefined) frame += `id: ${idValue(options.id)}\n`;
     if (options.retry !== undefined) frame += `retry: ${nonNegativeInteger(options.retry, 'retry')}\n`;

@@ -140,6 +140,28 @@ describe('sseChannel()', () => {
     back.abort();
   });
 
+  test('a channel whose run the store ended opens a new one: subscribers come back to it with nothing missed', async () => {
+    const first = await subscribe('reopened');
+    channel('reopened').push('one');
+    await first.waitForCount(1);
+    // What a lapsed lease does on Redis: the store ends the channel's run under it.
+    expect(await counted.store.abort('channel:reopened')).toBe(true);
+    await first.ended;
+    const [one, error] = first.events;
+    expect(one!.data).toBe('one');
+    expect(JSON.parse(error!.data)).toEqual({ type: 'error', message: 'The stream is no longer available' });
+    expect(first.events).toHaveLength(2); // no [DONE]: EventSource comes back
+    expect(channel('reopened').push('two')).toBe(true);
+    // The browser comes back with the id of the old run: it gets all of the new one.
+    const back = await subscribe('reopened', { 'Last-Event-ID': one!.id! });
+    channel('reopened').push('three');
+    await back.waitForCount(2);
+    expect(datas(back)).toEqual(['two', 'three']);
+    const runs = new Set([one!.id!, ...back.events.map((event) => event.id!)].map((id) => id.split('.')[0]));
+    expect(runs.size).toBe(2);
+    back.abort();
+  });
+
   test('close() ends every subscription with done, and pushes after it return false', async () => {
     const closing = sseChannel('closing', { store: counted.store });
     channels.set('closing', closing);
@@ -184,6 +206,10 @@ describe('sseChannel()', () => {
     expect(() => sseChannel('x', { histroy: 5 } as never)).toThrow(new TypeError('histroy: not an option of sseChannel()'));
     expect(() => channel('typed').push('x', { id: 1 })).toThrow(new TypeError('id: a channel numbers its events itself'));
     expect(() => channel('typed').push(undefined)).toThrow(TypeError);
+    expect(() => channel('typed').push('x', null as never)).toThrow(new TypeError('options: expected an object, got null'));
+    expect(() => sseChannel('x', { store: { open() {}, append() {} } as never })).toThrow(
+      new TypeError('store: expected a ResumeStore (an object with open, append, renew, end, abort, read, watch), got object'),
+    );
 
     const app = express();
     const outcomes: unknown[] = [];

@@ -1,15 +1,17 @@
 /**
- * readEvents()'s errors: a non-2xx status or a wrong content type (with the status and the first bytes of the body),
- * a malformed NDJSON line (with its line number, after the lines before it), a dropped connection, and invalid
- * options (a TypeError naming the option, at the call).
+ * readEvents()'s errors: a non-2xx status or a wrong content type (with the status and the first bytes of the body,
+ * also when the body stays open), a malformed NDJSON line (with its line number, after the lines before it), a
+ * dropped connection, and invalid options (a TypeError naming the option, at the call).
  */
 import express from 'express';
 import { sseStream } from '../../lib';
 import { NdjsonParseError, readEvents, SseConnectionError, SseResponseError, type ReadEventsInit } from '../../lib/client';
+import { deferred } from '../helpers/deferred';
 import { listen, type TestServer } from '../helpers/sse-client';
 
 describe('readEvents() errors', () => {
   let server: TestServer;
+  const streamingLoginClosed = deferred();
 
   beforeAll(async () => {
     const app = express();
@@ -18,6 +20,14 @@ describe('readEvents() errors', () => {
     });
     app.get('/html', (_req, res) => {
       res.type('html').send(`<!doctype html><title>Not a stream!</title>${'é'.repeat(1000)}`);
+    });
+    app.get('/streaming-login', (req, res) => {
+      // A login page that streams and never ends, as a proxy in front of the real route might send.
+      res.status(200).type('html').write('<html>Please sign in');
+      req.socket.on('close', () => streamingLoginClosed.resolve());
+    });
+    app.get('/streaming-error', (_req, res) => {
+      res.status(503).type('text').write('busy, ');
     });
     app.get('/bad-ndjson', sseStream({ format: 'ndjson', heartbeat: 0 }), (_req, res) => {
       res.write('{"ok":1}\n\n{"ok":2}\n{"broken": \n{"ok":3}\n');
@@ -63,6 +73,20 @@ describe('readEvents() errors', () => {
     // 512 bytes cut inside a two-byte character: the half character is left out rather than shown as U+FFFD.
     expect(new TextEncoder().encode(error.body).length).toBe(511);
     expect(error.body).not.toContain('\uFFFD');
+  });
+
+  test('a wrong content type or a 503 whose body stays open still throws, with the first bytes, and closes it', async () => {
+    const login = (await readEvents(`${server.url}/streaming-login`)
+      .next()
+      .catch((caught: unknown) => caught)) as SseResponseError;
+    expect(login).toBeInstanceOf(SseResponseError);
+    expect(login).toMatchObject({ status: 200, body: '<html>Please sign in' });
+    await streamingLoginClosed.promise;
+    const busy = (await readEvents(`${server.url}/streaming-error`)
+      .next()
+      .catch((caught: unknown) => caught)) as SseResponseError;
+    expect(busy).toBeInstanceOf(SseResponseError);
+    expect(busy).toMatchObject({ status: 503, body: 'busy, ' });
   });
 
   test('a malformed NDJSON line throws an NdjsonParseError naming its line, after the lines before it', async () => {

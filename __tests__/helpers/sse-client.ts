@@ -165,9 +165,9 @@ export function parseEvents(body: string): EventSourceMessage[] {
 export const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Polls `check` every few milliseconds until it returns true, or rejects after `timeoutMs`. */
-export async function eventually(check: () => boolean, timeoutMs = 5000, what = 'a condition'): Promise<void> {
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'a condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await delay(5);
   }

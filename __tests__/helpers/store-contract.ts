@@ -184,6 +184,28 @@ export function describeResumeStore(name: string, setup: () => Promise<StoreUnde
       await expect(store.read(key, 0, 10)).resolves.toMatchObject({ end: 'done' });
     });
 
+    it('with replaceEnded, replaces a run that ended with an empty new one and wakes its watchers; keeps a live one', async () => {
+      const replacing = { ...SETTINGS, replaceEnded: true };
+      const { key, runId } = await opened('replace', replacing);
+      await store.append(key, runId, ['1', '2'].map(body));
+      await expect(store.open(key, replacing)).resolves.toEqual({ runId, created: false });
+      await store.end(key, runId, 'aborted');
+      // Without the setting an ended run is kept for late clients.
+      await expect(store.open(key, SETTINGS)).resolves.toEqual({ runId, created: false });
+      let wakes = 0;
+      const stop = await store.watch(key, () => (wakes += 1));
+      const replaced = await store.open(key, replacing);
+      expect(replaced.created).toBe(true);
+      expect(replaced.runId).not.toBe(runId);
+      await eventually(() => wakes > 0, 5000, 'the watcher of the old run woken by the new one');
+      await expect(store.read(key, 0, 10)).resolves.toEqual({ runId: replaced.runId, events: [], missed: 0, tail: 0, end: undefined });
+      await expect(store.append(key, runId, [body('old')])).resolves.toBe(false);
+      await expect(store.append(key, replaced.runId, [body('new')])).resolves.toBe(1);
+      const results = await Promise.all(Array.from({ length: 10 }, () => store.open(key, replacing)));
+      expect(results.every((result) => !result.created && result.runId === replaced.runId)).toBe(true);
+      stop();
+    });
+
     it('keeps the last maxEvents events and counts what a reader missed', async () => {
       const { key, runId } = await opened('bounded', { ...SETTINGS, maxEvents: 5 });
       await store.append(key, runId, ['1', '2', '3'].map(body));

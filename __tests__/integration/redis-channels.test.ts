@@ -9,7 +9,7 @@ import path from 'node:path';
 import type Redis from 'ioredis';
 import { startFixture, stopFixture, type FixtureServer } from '../helpers/fixture-server';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
-import { openStream, type StreamClient } from '../helpers/sse-client';
+import { eventually, openStream, type StreamClient } from '../helpers/sse-client';
 
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'channel-server.js');
 /** The pub/sub channel RedisStore wakes the followers of the "news" channel on (default prefix `sse:`). */
@@ -31,16 +31,8 @@ async function push(instance: Instance, from: number, to: number): Promise<void>
 async function subscribe(instance: Instance, count: number): Promise<StreamClient[]> {
   const before = await subscribers(instance);
   const clients = await Promise.all(Array.from({ length: count }, () => openStream(`${instance.url}/feed`)));
-  await eventuallyAsync(async () => (await subscribers(instance)) === before + count, 'the subscriptions');
+  await eventually(async () => (await subscribers(instance)) === before + count, 10_000, 'the subscriptions');
   return clients;
-}
-
-async function eventuallyAsync(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 const numbers = (from: number, to: number): string[] => Array.from({ length: to - from + 1 }, (_, i) => `{"n":${from + i}}`);
@@ -68,18 +60,20 @@ describe('broadcast channels on Redis, across three server processes', () => {
     const clients = (await Promise.all([subscribe(a, 5), subscribe(b, 5), subscribe(c, 5)])).flat();
     // One pub/sub subscription per instance with subscribers, however many subscribers it has (each instance
     // subscribes once its first subscriber's feed starts: a round trip after the subscriber is counted).
-    await eventuallyAsync(async () => (await numsub()) >= 3, 'the instances to subscribe');
+    await eventually(async () => (await numsub()) >= 3, 10_000, 'the instances to subscribe');
     expect(await numsub()).toBe(3);
     await push(a, 1, 10);
+    // A push returns before its events reach Redis: B's could land first unless A's have arrived.
+    await Promise.all(clients.map((stream) => stream.waitForCount(10)));
     await push(b, 11, 15);
     await Promise.all(clients.map((stream) => stream.waitForCount(15)));
     const sequences = clients.map((stream) => stream.events.map((event) => event.data));
-    // Pushes from one instance keep their order; A's 10 and B's 5 were pushed one after the other.
+    // Pushes from one instance keep their order, and every subscriber, on any instance, sees one sequence.
     for (const sequence of sequences) expect(sequence).toEqual([...numbers(1, 10), ...numbers(11, 15)]);
     expect(new Set(clients.map((stream) => stream.events.map((event) => event.id).join(','))).size).toBe(1);
     for (const stream of clients) stream.abort();
-    await eventuallyAsync(async () => (await Promise.all(instances.map(subscribers))).every((count) => count === 0), 'every subscription to end');
-    await eventuallyAsync(async () => (await numsub()) === 0, 'the pub/sub subscriptions to go');
+    await eventually(async () => (await Promise.all(instances.map(subscribers))).every((count) => count === 0), 10_000, 'every subscription to end');
+    await eventually(async () => (await numsub()) === 0, 10_000, 'the pub/sub subscriptions to go');
   });
 
   test('a subscriber that comes back to another instance with Last-Event-ID gets what it missed', async () => {
@@ -94,7 +88,7 @@ describe('broadcast channels on Redis, across three server processes', () => {
     await back.waitForCount(3);
     expect(back.events.map((event) => event.data)).toEqual(numbers(102, 104));
     back.abort();
-    await eventuallyAsync(async () => (await Promise.all(instances.map(subscribers))).every((count) => count === 0), 'every subscription to end');
+    await eventually(async () => (await Promise.all(instances.map(subscribers))).every((count) => count === 0), 10_000, 'every subscription to end');
   });
 
   test('1,000 subscribe/disconnect cycles on B leave no subscriber and no Redis subscription behind', async () => {
@@ -104,9 +98,9 @@ describe('broadcast channels on Redis, across three server processes', () => {
       await push(instances[0]!, round, round);
       await Promise.all(batch.map((stream) => stream.waitForCount(1)));
       for (const stream of batch) stream.abort();
-      await eventuallyAsync(async () => (await subscribers(b)) === 0, 'the batch to unsubscribe');
+      await eventually(async () => (await subscribers(b)) === 0, 10_000, 'the batch to unsubscribe');
     }
-    await eventuallyAsync(async () => (await numsub()) === 0, 'the pub/sub subscription to go');
+    await eventually(async () => (await numsub()) === 0, 10_000, 'the pub/sub subscription to go');
     expect(await subscribers(b)).toBe(0);
     expect(await numsub()).toBe(0);
   }, 60_000);

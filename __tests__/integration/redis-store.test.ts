@@ -10,7 +10,7 @@ import type Redis from 'ioredis';
 import { RedisStore } from '../../lib/replay/redis';
 import { type RunSettings } from '../../lib/replay/store';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
-import { delay } from '../helpers/sse-client';
+import { delay, eventually } from '../helpers/sse-client';
 import { describeResumeStore } from '../helpers/store-contract';
 
 let server: RedisServer;
@@ -47,15 +47,6 @@ describeResumeStore('RedisStore (RESP2, stringNumbers, own prefix)', async () =>
     },
   };
 });
-
-/** Polls `check` (which may await Redis) until it holds, or fails naming `what`. */
-async function until(check: () => Promise<boolean>, what: string, timeoutMs = 10000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await delay(5);
-  }
-}
 
 const LONG: RunSettings = { ttl: 60_000, lease: 60_000, maxEvents: 1000 };
 const freshKey = (label: string): string => `${label}-${randomUUID()}`;
@@ -111,13 +102,13 @@ describe('RedisStore on Redis', () => {
     const wakesBefore = wakes;
     // Followers poll, as follow.ts does, every lease * 0.25 ms.
     let lostAt = 0;
-    await until(async () => {
+    await eventually(async () => {
       const read = await store.read(key, 0, 100);
       if (read.end === undefined) return false;
       expect(read.end).toBe('lost');
       lostAt = Date.now();
       return true;
-    }, 'a read reporting the lapsed lease');
+    }, 10_000, 'a read reporting the lapsed lease');
     console.log(`lease ${lease} ms: a polling reader saw 'lost' ${lostAt - lastRenewal} ms after the last renewal`);
 
     // Many readers at once, on two connections, including ones that raced the first.
@@ -130,7 +121,7 @@ describe('RedisStore on Redis', () => {
     await expect(endEntries(key)).resolves.toEqual(['lost']);
     await expect(client.hget(`sse:{${key}}:run`, 'ended')).resolves.toBe('lost');
     // Followers are woken by the end, and the late producer can do nothing more.
-    await until(async () => wakes > wakesBefore, 'a wake-up for the lost end');
+    await eventually(async () => wakes > wakesBefore, 10_000, 'a wake-up for the lost end');
     await expect(store.renew(key, runId)).resolves.toBe(false);
     await expect(store.append(key, runId, [body('3')])).resolves.toBe(false);
     await expect(store.end(key, runId, 'done')).resolves.toBe(false);
@@ -160,10 +151,27 @@ describe('RedisStore on Redis', () => {
   it('marks a lapsed lease "lost" on abort() too, which then reports no live run', async () => {
     const key = freshKey('lost-abort');
     const { runId } = await store.open(key, { ttl: 60_000, lease: 50, maxEvents: 10 });
-    await until(async () => (await client.exists(`sse:{${key}}:lease`)) === 0, 'the lease key to expire');
+    await eventually(async () => (await client.exists(`sse:{${key}}:lease`)) === 0, 10_000, 'the lease key to expire');
     await expect(store.abort(key)).resolves.toBe(false);
     await expect(store.read(key, 0, 10)).resolves.toMatchObject({ runId, end: 'lost' });
     await expect(endEntries(key)).resolves.toEqual(['lost']);
+  });
+
+  it('with replaceEnded, open() replaces a run whose lease lapsed before any read recorded it, and only then', async () => {
+    const key = freshKey('replace-lapsed');
+    const settings: RunSettings = { ttl: 60_000, lease: 60_000, maxEvents: 100, replaceEnded: true };
+    const { runId } = await store.open(key, settings);
+    await store.append(key, runId, [body('1')]);
+    await expect(store.open(key, settings)).resolves.toEqual({ runId, created: false });
+    // What 0.6 × lease without a renewal leaves: the run hash says live, the lease key is gone.
+    await client.del(`sse:{${key}}:lease`);
+    await expect(store.open(key, { ...settings, replaceEnded: false })).resolves.toEqual({ runId, created: false });
+    const replaced = await store.open(key, settings);
+    expect(replaced.created).toBe(true);
+    expect(replaced.runId).not.toBe(runId);
+    await expect(store.read(key, 0, 10)).resolves.toMatchObject({ runId: replaced.runId, tail: 0, end: undefined });
+    await expect(client.hget(`sse:{${key}}:run`, 'ended')).resolves.toBeNull();
+    await expect(store.renew(key, replaced.runId)).resolves.toBe(true);
   });
 
   it('bounds the stream at about maxEvents entries (XADD MAXLEN ~) while reads show exactly the last maxEvents', async () => {
@@ -200,10 +208,10 @@ describe('RedisStore on Redis', () => {
     const stops = await Promise.all(Array.from({ length: 100 }, () => store.watch(key, () => undefined)));
     await expect(numsub(key)).resolves.toBe(1);
     for (const stop of stops) stop();
-    await until(async () => (await client.pubsub('CHANNELS', 'sse:*')).length === 0, 'every channel unsubscribed');
+    await eventually(async () => (await client.pubsub('CHANNELS', 'sse:*')).length === 0, 10_000, 'every channel unsubscribed');
     for (const each of [key, ...keys]) await expect(numsub(each)).resolves.toBe(0);
     // This test's client and the store's one subscriber (the earlier tests' clients may take a moment to go).
-    await until(async () => (await connections()) === 2, 'two connections');
+    await eventually(async () => (await connections()) === 2, 10_000, 'two connections');
   });
 
   it('wakes a watch that started right after the last watch of its key stopped', async () => {
@@ -213,7 +221,7 @@ describe('RedisStore on Redis', () => {
     for (let cycle = 0; cycle < 50; cycle += 1) (await store.watch(key, () => undefined))();
     const stop = await store.watch(key, () => (wakes += 1));
     await store.append(key, runId, [body('1')]);
-    await until(async () => wakes > 0, 'the new watch woken');
+    await eventually(async () => wakes > 0, 10_000, 'the new watch woken');
     await expect(numsub(key)).resolves.toBe(1);
     stop();
   });
@@ -223,7 +231,7 @@ describe('RedisStore on Redis', () => {
     await store.watch(key, () => undefined);
     await expect(numsub(key)).resolves.toBe(1);
     await Promise.all([store.close(), store.close()]);
-    await until(async () => (await connections()) === 1, 'the subscriber to disconnect');
+    await eventually(async () => (await connections()) === 1, 10_000, 'the subscriber to disconnect');
     expect(client.status).toBe('ready');
     await expect(client.ping()).resolves.toBe('PONG');
     await expect(numsub(key)).resolves.toBe(0);
@@ -238,7 +246,7 @@ describe('RedisStore on Redis', () => {
     await store.append(key, runId, [body('1')]);
     await store.read(key, 0, 10);
     // The earlier tests' connections may take a moment to go; the store has none of its own.
-    await until(async () => (await connections()) === 1, 'only this test\'s client connected');
+    await eventually(async () => (await connections()) === 1, 10_000, 'only this test\'s client connected');
     await store.close();
     expect(client.status).toBe('ready');
   });
@@ -291,7 +299,7 @@ describe('RedisStore on Redis', () => {
     const first = await store.open(key, { ttl: 100, lease: 60_000, maxEvents: 10 });
     await store.append(key, first.runId, [body('1')]);
     await store.end(key, first.runId, 'done');
-    await until(async () => (await store.read(key, 0, 10)).runId === undefined, 'the ended run to expire');
+    await eventually(async () => (await store.read(key, 0, 10)).runId === undefined, 10_000, 'the ended run to expire');
     await expect(client.keys(`*${key}*`)).resolves.toEqual([]);
     const second = await store.open(key, LONG);
     expect(second.created).toBe(true);

@@ -35,6 +35,13 @@ describe('sseStream({ resume }) options', () => {
     await expect(abortRun(7 as unknown as string)).rejects.toThrow(TypeError);
   });
 
+  test('abortRun() with a store that is not a ResumeStore throws a TypeError naming it', async () => {
+    const expected = (got: string): TypeError =>
+      new TypeError(`store: expected a ResumeStore (an object with open, append, renew, end, abort, read, watch), got ${got}`);
+    await expect(abortRun('run', null as never)).rejects.toThrow(expected('null'));
+    await expect(abortRun('run', { abort: async () => true } as never)).rejects.toThrow(expected('object'));
+  });
+
   test('a key function that throws, or returns no string, reaches the error middleware as an HTTP error', async () => {
     const app = express();
     const store = new MemoryStore();

@@ -99,6 +99,35 @@ describe('resumable streams when the store fails', () => {
     expect(read).toBeLessThan(2000 + 2 * 256);
   });
 
+  test("a store of the app's own whose watch() throws instead of rejecting: the client is told, nothing crashes", async () => {
+    const inner = new MemoryStore();
+    const throwing = wrapStore(inner, {
+      watch() {
+        throw new Error('watch is not supported');
+      },
+    });
+    // Jest's sandboxed `process` does not receive the real 'warning' event: the call itself is observed.
+    const emitWarning = jest.spyOn(process, 'emitWarning');
+    const app = express();
+    app.get('/run', sseStream({ done: '[DONE]', heartbeat: 0, resume: { key: () => 'watchless', store: throwing } }), (_req, res) => {
+      res.sse.push('produced');
+    });
+    const local = await listen(app);
+    try {
+      const client = await openStream(`${local.url}/run`);
+      await client.ended;
+      expect(client.events.map((event) => event.data)).toEqual(['{"type":"error","message":"The stream is temporarily unavailable"}']);
+      expect(emitWarning.mock.calls.map(([warning]) => String(warning))).toContain(
+        "express-sse-context: the resume store's watch() failed: watch is not supported",
+      );
+      // The run went on: it is in the store for when the client comes back.
+      expect((await inner.read('run:watchless', 0, 10)).events).toHaveLength(1);
+    } finally {
+      emitWarning.mockRestore();
+      await local.close();
+    }
+  });
+
   test('a run the store ended behind its back (an abort, a lapsed lease) closes as aborted', async () => {
     const client = await openStream(`${server.url}/runs/ended`);
     const run = await runOf('ended').promise;

@@ -8,7 +8,7 @@ import type { ResponseStream } from '../stream.js';
 import { Appender } from './append.js';
 import { follow } from './follow.js';
 import { defaultStore } from './run.js';
-import { resumePosition, storeWarning, type ResumeStore, type RunSettings } from './store.js';
+import { checkStore, resumePosition, storeWarning, type ResumeStore, type RunSettings } from './store.js';
 
 /** Options of `sseChannel()`. */
 export interface SseChannelOptions {
@@ -77,13 +77,11 @@ export function sseChannel(name: string, options: SseChannelOptions = {}): SseCh
     if (option !== 'store' && option !== 'history' && option !== 'serialize') throw new TypeError(`${option}: not an option of sseChannel()`);
   }
   const { store = defaultStore, serialize = JSON.stringify as Serializer } = options;
-  if (store === null || typeof store !== 'object' || typeof store.open !== 'function' || typeof store.append !== 'function') {
-    throw new TypeError(`store: expected a ResumeStore, got ${describe(store)}`);
-  }
+  checkStore(store, 'store');
   const history = nonNegativeInteger(options.history ?? 100, 'history');
   if (history === 0) throw new TypeError('history: must be at least 1');
   if (typeof serialize !== 'function') throw new TypeError(`serialize: expected a function, got ${describe(serialize)}`);
-  return new Channel(name, store, { ttl: FOREVER, lease: FOREVER, maxEvents: history }, serialize);
+  return new Channel(name, store, { ttl: FOREVER, lease: FOREVER, maxEvents: history, replaceEnded: true }, serialize);
 }
 
 class Channel implements SseChannel {
@@ -149,16 +147,19 @@ class Channel implements SseChannel {
       if (--this.#positioning === 0) this.#release();
     };
     try {
+      const opened = this.#runId;
+      const reopen = (): void => this.#replace(opened);
       let runId: string;
       try {
-        runId = await this.#runId;
+        runId = await opened;
       } catch {
+        reopen();
         response.push({ type: 'error', message: 'The stream is temporarily unavailable' });
         return await response.closeForReconnect();
       }
-      const from = resumePosition(response.lastEventId, runId);
-      const target = { store: this.#store, key: this.#key, runId, poll: 1000, endless: true };
-      await follow(target, response, from === 0 ? 'tail' : from, onPositioned);
+      // A client that sends an id of another run (the channel was opened again while it was away) missed all of this one.
+      const from = response.lastEventId === undefined ? 'tail' : resumePosition(response.lastEventId, runId);
+      await follow({ store: this.#store, key: this.#key, runId, poll: 1000, reopen }, response, from, onPositioned);
     } finally {
       onPositioned();
       this.#subscribers.delete(response);
@@ -172,32 +173,48 @@ class Channel implements SseChannel {
     for (const resume of held) resume();
   }
 
-  async #renew(): Promise<void> {
+  /** Keeps the run's lease; a run found over (its lease lapsed while no instance held the channel) is replaced. */
+  async #renew(opened = this.#runId): Promise<void> {
+    let runId: string;
     try {
-      await this.#store.renew(this.#key, await this.#runId);
+      runId = await opened;
+    } catch {
+      // Opening failed, and was reported; the next push or subscriber opens again.
+      return;
+    }
+    try {
+      if (!(await this.#store.renew(this.#key, runId))) this.#replace(opened);
     } catch (error) {
       storeWarning('renew()', error);
     }
   }
 
   #open(): Promise<string> {
-    const opened = this.#store.open(this.#key, this.#settings).then((run) => run.runId);
+    const opened: Promise<string> = this.#store.open(this.#key, this.#settings).then((run) => {
+      // Every instance that holds the channel produces it: one that joins renews the lease for all, so the channel
+      // lives while instances come and go, even when none lives as long as the renewal period.
+      if (!run.created) void this.#renew(opened);
+      return run.runId;
+    });
     opened.catch((error: unknown) => storeWarning('open()', error));
     return opened;
   }
 
   /**
-   * The store refuses appends once the channel's key has expired or was taken over: open it again, so pushes go on
-   * (its subscribers then get an error event and end; their browsers reconnect to the new one).
+   * Opens the key again when the run `stale` is over (its lease lapsed, the store refused an append, or opening
+   * failed), so pushes go on. Its subscribers get an error event without `done`; their browsers come back to the
+   * new run. Once per stale run, whoever notices first.
    */
+  #replace(stale: Promise<string>): void {
+    if (this.#closed || this.#runId !== stale) return;
+    this.#runId = this.#open();
+    this.#appender = this.#appenderFor(this.#runId);
+  }
+
   #appenderFor(runId: Promise<string>): Appender {
     return new Appender(this.#store, this.#key, runId, {
       maxEvents: this.#settings.maxEvents,
-      onRefused: () => {
-        if (this.#closed || this.#runId !== runId) return;
-        this.#runId = this.#open();
-        this.#appender = this.#appenderFor(this.#runId);
-      },
+      onRefused: () => this.#replace(runId),
       gate: () => (this.#positioning === 0 ? undefined : new Promise<void>((resume) => this.#held.push(resume))),
     });
   }

@@ -34,10 +34,11 @@ export interface FollowTarget {
   /** Milliseconds between the feed's reads while nothing wakes it: how soon it notices a producer that died. */
   poll: number;
   /**
-   * A channel never ends, so a client that lost it (the key expired and was opened again) should come back: its
-   * stream then ends without the `done` terminator. A run that is gone is over.
+   * Set for a channel, which never ends: when its run is found over or replaced, `reopen` is called so the channel
+   * opens a live one, and the client is asked to come back to it (its stream ends without the `done` terminator).
+   * Unset for a run: one that is over or gone is over for its clients too.
    */
-  endless: boolean;
+  reopen?: () => void;
 }
 
 /** One response following a key: where it is, what it still has to write, and how to end it. */
@@ -76,10 +77,12 @@ class Follower {
   }
 
   /** Ends the response: with the stream's `done` terminator, unless the client should come back later. */
-  end(why: Stop, endless: boolean): void {
-    const frame = FAILURE_FRAMES[why];
+  end(why: Stop, reopen: (() => void) | undefined): void {
+    const stop = reopen !== undefined && why !== 'unavailable' ? 'gone' : why;
+    if (stop === 'gone') reopen?.();
+    const frame = FAILURE_FRAMES[stop];
     if (frame !== undefined) this.response.writeFrame(frame);
-    const reconnect = why === 'unavailable' || (why === 'gone' && endless);
+    const reconnect = stop === 'unavailable' || reopen !== undefined;
     void (reconnect ? this.response.closeForReconnect() : this.response.close()).then(this.#done);
   }
 
@@ -109,7 +112,9 @@ class Feed {
     this.#target = target;
     this.#dispose = dispose;
     // Watch before any follower's first read: an event appended in between then wakes the feed instead of being missed.
-    this.ready = target.store.watch(target.key, () => this.#pump()).then(
+    // Inside an executor, which runs at once: a store of the app's own that throws instead of rejecting is reported too.
+    const watching = new Promise<() => void>((resolve) => resolve(target.store.watch(target.key, () => this.#pump())));
+    this.ready = watching.then(
       (unwatch) => {
         this.#unwatch = unwatch;
         if (this.#members.size === 0) this.#close();
@@ -145,7 +150,7 @@ class Feed {
 
   /** Replays from the store at the client's pace until the follower is level with the feed, then joins it. */
   async #catchUp(follower: Follower): Promise<void> {
-    const { store, key, runId, poll, endless } = this.#target;
+    const { store, key, runId, poll, reopen } = this.#target;
     const { response } = follower;
     let failures = 0;
     while (!response.closed) {
@@ -154,19 +159,19 @@ class Feed {
         follower.write(follower.rest);
         continue;
       }
-      if (this.#ended !== undefined && follower.cursor >= this.#cursor) return follower.end(this.#ended, endless);
+      if (this.#ended !== undefined && follower.cursor >= this.#cursor) return follower.end(this.#ended, reopen);
       let read: ReadResult;
       try {
         read = await store.read(key, follower.cursor, BATCH);
         failures = 0;
       } catch (error) {
         storeWarning('read()', error);
-        if (++failures >= MAX_FAILURES) return follower.end('unavailable', endless);
+        if (++failures >= MAX_FAILURES) return follower.end('unavailable', reopen);
         await sleep(poll, response.signal);
         continue;
       }
       if (response.closed) break;
-      if (read.runId !== runId) return follower.end('gone', endless);
+      if (read.runId !== runId) return follower.end('gone', reopen);
       if (follower.cursor > read.tail) {
         // An id of this run from beyond its end cannot be real: replay from the start instead.
         follower.cursor = 0;
@@ -175,7 +180,7 @@ class Feed {
       if (!follower.write(read.events)) {
         if (!(await response.writable())) break;
       } else if (read.end !== undefined) {
-        return follower.end(read.end, endless);
+        return follower.end(read.end, reopen);
       } else if (read.events.length < BATCH && follower.cursor >= this.#cursor) {
         if (this.#live.size === 0) this.#cursor = follower.cursor;
         this.#live.add(follower);
@@ -252,7 +257,7 @@ class Feed {
 
   #endLive(why: Stop): void {
     this.#ended = why;
-    for (const follower of this.#live) follower.end(why, this.#target.endless);
+    for (const follower of this.#live) follower.end(why, this.#target.reopen);
     this.#live.clear();
     this.#stopPolling();
     // Followers still catching up finish on their own; one that comes later reads the end from the store.

@@ -33,7 +33,10 @@ export class MemoryStore implements ResumeStore {
 
   open(key: string, settings: RunSettings): Promise<OpenedRun> {
     const existing = this.#runs.get(key);
-    if (existing !== undefined) return Promise.resolve({ runId: existing.runId, created: false });
+    if (existing !== undefined && (existing.end === undefined || settings.replaceEnded !== true)) {
+      return Promise.resolve({ runId: existing.runId, created: false });
+    }
+    clearTimeout(existing?.expiry);
     const run: MemoryRun = {
       runId: newRunId(),
       settings,
@@ -41,10 +44,12 @@ export class MemoryStore implements ResumeStore {
       tail: 0,
       end: undefined,
       expiry: undefined,
-      watchers: this.#waiting.get(key) ?? new Set(),
+      // The key's feeds keep watching across the replacement: their next read finds the new run.
+      watchers: existing?.watchers ?? this.#waiting.get(key) ?? new Set(),
     };
     this.#waiting.delete(key);
     this.#runs.set(key, run);
+    if (existing !== undefined) wake(run.watchers);
     return Promise.resolve({ runId: run.runId, created: true });
   }
 

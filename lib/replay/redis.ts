@@ -56,16 +56,22 @@ end
 `;
 
 /**
- * ARGV: runId, ttl, lease, maxEvents. Replies {runId, 1} when it created the run, {existing runId, 0} otherwise.
- * The run hash lives 2 × ttl: the run may go on for ttl, and its events are kept ttl after.
+ * ARGV: runId, ttl, lease, maxEvents, replaceEnded ('1' or '0'), channel. Replies {runId, 1} when it created the
+ * run, {existing runId, 0} otherwise. With replaceEnded, a run that is over (ended, or its lease lapsed) is replaced,
+ * and its followers are woken to find that out. The run hash lives 2 × ttl: the run may go on for ttl, and its
+ * events are kept ttl after.
  */
 const OPEN = `
-local id = redis.call('HGET', KEYS[1], 'id')
-if id then return {id, 0} end
-redis.call('DEL', KEYS[3])
+local existing = redis.call('HMGET', KEYS[1], 'id', 'ended')
+if existing[1] then
+  local over = existing[2] or redis.call('GET', KEYS[2]) ~= existing[1]
+  if ARGV[5] ~= '1' or not over then return {existing[1], 0} end
+end
+redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'ttl', ARGV[2], 'lease', ARGV[3], 'max', ARGV[4], 'seq', 0)
 redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))
 redis.call('SET', KEYS[2], ARGV[1], 'PX', math.ceil(tonumber(ARGV[3]) * ${LEASE_SHARE}))
+if existing[1] then redis.call('PUBLISH', ARGV[6], '') end
 return {ARGV[1], 1}
 `;
 
@@ -251,8 +257,8 @@ export class RedisStore implements ResumeStore {
   }
 
   async open(key: string, settings: RunSettings): Promise<OpenedRun> {
-    const { ttl, lease, maxEvents } = settings;
-    const reply = (await this.#run(SCRIPTS.open, key, [newRunId(), ttl, lease, maxEvents])) as unknown[];
+    const { ttl, lease, maxEvents, replaceEnded = false } = settings;
+    const reply = (await this.#run(SCRIPTS.open, key, [newRunId(), ttl, lease, maxEvents, replaceEnded ? 1 : 0, this.#channel(key)])) as unknown[];
     return { runId: toText(reply[0]), created: toNumber(reply[1]) === 1 };
   }
 

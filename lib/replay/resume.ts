@@ -6,7 +6,7 @@ import { describe, nonNegativeInteger, type Serializer } from '../encode.js';
 import type { ResponseStream, SseStream } from '../stream.js';
 import { follow } from './follow.js';
 import { defaultStore, runKey, RunStream } from './run.js';
-import { resumePosition, storeWarning, type ResumeStore, type RunSettings } from './store.js';
+import { checkStore, resumePosition, storeWarning, type ResumeStore, type RunSettings } from './store.js';
 
 /** Options of `sseStream({ resume })`. */
 export interface ResumeOptions {
@@ -50,7 +50,6 @@ export interface ResolvedResume {
 const KNOWN_OPTIONS = new Set(
   Object.keys({ key: true, store: true, ttl: true, maxEvents: true, lease: true } satisfies Record<keyof ResumeOptions, true>),
 );
-const STORE_METHODS = ['open', 'append', 'renew', 'end', 'abort', 'read', 'watch'] as const;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** @throws TypeError naming the option (`resume.ttl`, …) for a bad value. */
@@ -61,9 +60,7 @@ export function resolveResume(options: ResumeOptions, serialize: Serializer): Re
   }
   const { key, store = defaultStore } = options;
   if (typeof key !== 'function') throw new TypeError(`resume.key: expected a function of the request, got ${describe(key)}`);
-  if (store === null || typeof store !== 'object' || STORE_METHODS.some((method) => typeof store[method] !== 'function')) {
-    throw new TypeError(`resume.store: expected a ResumeStore (an object with ${STORE_METHODS.join(', ')}), got ${describe(store)}`);
-  }
+  checkStore(store, 'resume.store');
   const ttl = positiveMilliseconds(options.ttl ?? 600_000, 'resume.ttl');
   const lease = positiveMilliseconds(options.lease ?? 5_000, 'resume.lease');
   const maxEvents = nonNegativeInteger(options.maxEvents ?? 10_000, 'resume.maxEvents');
@@ -106,7 +103,7 @@ export async function serveResumable(
     return;
   }
   if (opened.created) startRoute(new RunStream(store, storeKey, opened.runId, settings, serialize, lastEventId));
-  const target = { store, key: storeKey, runId: opened.runId, poll: Math.max(1, Math.floor(settings.lease / 4)), endless: false };
+  const target = { store, key: storeKey, runId: opened.runId, poll: Math.max(1, Math.floor(settings.lease / 4)) };
   await follow(target, response, resumePosition(lastEventId, opened.runId));
 }
 

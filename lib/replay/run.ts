@@ -6,7 +6,7 @@ import { SSE, type PushOptions, type Serializer } from '../encode.js';
 import { abortReason, sendThen, type CloseReason, type SseStream } from '../stream.js';
 import { MemoryStore } from './memory.js';
 import { Appender } from './append.js';
-import { storeWarning, type ResumeStore, type RunEnd, type RunSettings } from './store.js';
+import { checkStore, storeWarning, type ResumeStore, type RunEnd, type RunSettings } from './store.js';
 
 /** The in-memory store resumable routes use when given none; one per process, shared by the CJS and ESM builds. */
 const DEFAULT_STORE = Symbol.for('express-sse-context.memory-store.v1');
@@ -147,10 +147,11 @@ export class RunStream implements SseStream {
  *
  * @example
  * app.post('/runs/:id/stop', async (req, res) => res.json({ stopped: await abortRun(req.params.id) }));
- * @throws TypeError for a `key` that is not a non-empty string.
+ * @throws TypeError for a `key` that is not a non-empty string, or a `store` that is not a `ResumeStore`.
  */
 export async function abortRun(key: string, store: ResumeStore = defaultStore): Promise<boolean> {
   if (typeof key !== 'string' || key === '') throw new TypeError('key: expected a non-empty string');
+  checkStore(store, 'store');
   const storeKey = runKey(key);
   const stopped = await store.abort(storeKey);
   if (stopped) liveRuns.get(store)?.get(storeKey)?.aborted();

@@ -6,6 +6,7 @@
  * from it. Every event and the end of a run are durable in the store: a wake-up (`watch`) is only a hint that
  * saves a follower from polling, so a lost one costs latency, never an event.
  */
+import { describe } from '../encode.js';
 
 /** How a run ended: its route closed it, `abortRun()` stopped it, it outlived `ttl`, or its producer vanished. */
 export type RunEnd = 'done' | 'aborted' | 'expired' | 'lost';
@@ -20,6 +21,12 @@ export interface RunSettings {
   lease: number;
   /** Events kept per key; the oldest are dropped past it. */
   maxEvents: number;
+  /**
+   * Whether `open()` replaces a run that is over (ended, or its lease lapsed) with a new one instead of reporting
+   * it. Channels set it: they never end, so such a run is stale. Default `false`: an ended run is kept for the
+   * clients that come back late, until `ttl`.
+   */
+  replaceEnded?: boolean;
 }
 
 /** The answer of `open()`. */
@@ -59,8 +66,9 @@ export interface ReadResult {
  */
 export interface ResumeStore {
   /**
-   * Creates the run for `key` when none exists (the caller then holds its lease), or reports the existing one.
-   * Atomic: of any number of concurrent callers, exactly one gets `created: true`.
+   * Creates the run for `key` when none exists, or when `settings.replaceEnded` is set and the existing one is over
+   * (the caller then holds its lease); otherwise reports the existing one. Atomic: of any number of concurrent
+   * callers, exactly one gets `created: true`.
    */
   open(key: string, settings: RunSettings): Promise<OpenedRun>;
   /**
@@ -85,6 +93,17 @@ export interface ResumeStore {
    * Resolves, once the store listens, with the function that stops it.
    */
   watch(key: string, onWake: () => void): Promise<() => void>;
+}
+
+const STORE_METHODS = ['open', 'append', 'renew', 'end', 'abort', 'read', 'watch'] as const;
+
+/** `value` as a `ResumeStore`. @throws TypeError naming `field` for anything that lacks one of its methods. */
+export function checkStore(value: unknown, field: string): ResumeStore {
+  const store = value as Partial<Record<(typeof STORE_METHODS)[number], unknown>> | null;
+  if (store === null || typeof store !== 'object' || STORE_METHODS.some((method) => typeof store[method] !== 'function')) {
+    throw new TypeError(`${field}: expected a ResumeStore (an object with ${STORE_METHODS.join(', ')}), got ${describe(value)}`);
+  }
+  return value as ResumeStore;
 }
 
 /** The `id:` value of the event at `seq` of run `runId`: what a browser sends back as `Last-Event-ID`. */
