@@ -162,6 +162,26 @@ describe('sseChannel()', () => {
     back.abort();
   });
 
+  test('send() resolves true once the event and every push before it are in the store, false after close()', async () => {
+    const inner = new MemoryStore();
+    // A store that takes its time, as Redis over a network does.
+    const slow = wrapStore(inner, {
+      append: async (key, runId, bodies) => {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        return inner.append(key, runId, bodies);
+      },
+    });
+    const sent = sseChannel('sent', { store: slow });
+    sent.push('first');
+    await expect(sent.send('second')).resolves.toBe(true);
+    const read = await inner.read('channel:sent', 0, 10);
+    expect(read.events.map((event) => event.frame.split('\n')[1])).toEqual(['data: first', 'data: second']);
+    await expect(sent.send(undefined)).rejects.toThrow(TypeError);
+    await expect(sent.send('x', { id: 1 })).rejects.toThrow(new TypeError('id: a channel numbers its events itself'));
+    await sent.close();
+    await expect(sent.send('late')).resolves.toBe(false);
+  });
+
   test('close() ends every subscription with done, and pushes after it return false', async () => {
     const closing = sseChannel('closing', { store: counted.store });
     channels.set('closing', closing);

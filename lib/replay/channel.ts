@@ -4,7 +4,7 @@
  * each subscribed response follows it through the same feed as resumable runs.
  */
 import { describe, nonNegativeInteger, SSE, type PushOptions, type Serializer } from '../encode.js';
-import type { ResponseStream } from '../stream.js';
+import { sendThen, type ResponseStream } from '../stream.js';
 import { Appender } from './append.js';
 import { follow } from './follow.js';
 import { defaultStore } from './run.js';
@@ -38,6 +38,14 @@ export interface SseChannel {
    * @throws TypeError as `res.sse.push()` does for bad data or options, and for an `id`.
    */
   push(data: unknown, options?: PushOptions): boolean;
+  /**
+   * Like `push()`, and resolves once the event is in the store: `true` when every subscriber, on any instance, will
+   * get it; `false` when the channel is closed or the store refused the event. Await it before answering the
+   * request that caused the event (a webhook), or between pushes from two instances that must arrive in order.
+   *
+   * @throws TypeError (as a rejection) for what `push()` refuses.
+   */
+  send(data: unknown, options?: PushOptions): Promise<boolean>;
   /**
    * Responses of this process following the channel now: counted once each one's place in the channel is fixed,
    * so every event pushed after the count went up reaches it.
@@ -126,6 +134,10 @@ class Channel implements SseChannel {
     if (options?.id !== undefined) throw new TypeError('id: a channel numbers its events itself');
     this.#appender.add(SSE.event(data, options, this.#serialize));
     return true;
+  }
+
+  send(data: unknown, options?: PushOptions): Promise<boolean> {
+    return sendThen(() => this.push(data, options), () => this.#appender.durable());
   }
 
   async close(): Promise<void> {
