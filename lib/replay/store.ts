@@ -97,13 +97,12 @@ export interface ResumeStore {
 
 const STORE_METHODS = ['open', 'append', 'renew', 'end', 'abort', 'read', 'watch'] as const;
 
-/** `value` as a `ResumeStore`. @throws TypeError naming `field` for anything that lacks one of its methods. */
-export function checkStore(value: unknown, field: string): ResumeStore {
+/** @throws TypeError naming `field` when `value` lacks one of the methods of a `ResumeStore`. */
+export function checkStore(value: unknown, field: string): asserts value is ResumeStore {
   const store = value as Partial<Record<(typeof STORE_METHODS)[number], unknown>> | null;
   if (store === null || typeof store !== 'object' || STORE_METHODS.some((method) => typeof store[method] !== 'function')) {
     throw new TypeError(`${field}: expected a ResumeStore (an object with ${STORE_METHODS.join(', ')}), got ${describe(value)}`);
   }
-  return value as ResumeStore;
 }
 
 /** The `id:` value of the event at `seq` of run `runId`: what a browser sends back as `Last-Event-ID`. */
