@@ -3,6 +3,11 @@ const { defineConfig, globalIgnores } = require('eslint/config');
 const js = require('@eslint/js');
 const tseslint = require('typescript-eslint');
 const globals = require('globals');
+const { importX } = require('eslint-plugin-import-x');
+const { createTypeScriptImportResolver } = require('eslint-import-resolver-typescript');
+
+/** Folders of lib/ that hold features (built on the core); see docs/ARCHITECTURE.md. */
+const FEATURE_FOLDERS = ['store', 'resume', 'feed', 'channel', 'client'];
 
 module.exports = defineConfig([
   globalIgnores(['dist/', 'docs/', 'coverage/', 'test-output/', 'bench/profiles/']),
@@ -37,6 +42,32 @@ module.exports = defineConfig([
         },
       ],
       'no-console': 'error',
+      // The layout of docs/ARCHITECTURE.md: dependencies point one way, so no module of lib/ reaches itself again.
+      'import-x/no-cycle': ['error', { ignoreExternal: true }],
+    },
+    plugins: { 'import-x': importX },
+    settings: {
+      'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
+      'import-x/resolver-next': [createTypeScriptImportResolver({ project: 'tsconfig.json' })],
+    },
+  },
+  {
+    // Core modules (the files directly in lib/) know nothing of features; the middleware composes them and the
+    // entry point re-exports them.
+    files: ['lib/*.ts'],
+    ignores: ['lib/index.ts', 'lib/middleware.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: `^\\./(${FEATURE_FOLDERS.join('|')})/`,
+              message: 'A core module must not import a feature folder (docs/ARCHITECTURE.md): pass what it needs through an interface of the core.',
+            },
+          ],
+        },
+      ],
     },
   },
   {

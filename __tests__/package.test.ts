@@ -104,7 +104,7 @@ describe('npm pack', () => {
     const other = files.filter((file) => !file.startsWith('dist/'));
     expect(other).toEqual(['CHANGELOG.md', 'LICENSE', 'README.md', 'package.json']);
     const dist = files.filter((file) => file.startsWith('dist/'));
-    for (const file of dist) expect(file).toMatch(/^dist\/(cjs|esm)\/((replay\/)?[\w-]+\.(js|d\.ts)|package\.json)$/);
+    for (const file of dist) expect(file).toMatch(/^dist\/(cjs|esm)\/(((store|resume|feed|channel|client)\/)?[\w-]+\.(js|d\.ts)|package\.json)$/);
     for (const format of ['cjs', 'esm']) {
       const built = dist.filter((file) => file.startsWith(`dist/${format}/`));
       expect(built).toEqual(expect.arrayContaining([`dist/${format}/index.js`, `dist/${format}/index.d.ts`, `dist/${format}/package.json`]));
@@ -132,7 +132,7 @@ describe('npm pack', () => {
     const dist = path.join(app, 'node_modules', 'express-sse-context', 'dist');
     const found: string[] = [];
     for (const format of ['cjs', 'esm']) {
-      for (const name of readdirSync(path.join(dist, format)).filter((file) => file.endsWith('.d.ts'))) {
+      for (const name of readdirSync(path.join(dist, format), { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith('.d.ts'))) {
         const file = ts.createSourceFile(name, readFileSync(path.join(dist, format, name), 'utf8'), ts.ScriptTarget.Latest, true);
         const visit = (node: ts.Node): void => {
           if (node.kind === ts.SyntaxKind.AnyKeyword) found.push(`${format}/${name}: ${node.parent.getText(file)}`);

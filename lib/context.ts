@@ -3,7 +3,7 @@
  * the work it starts, and into no other request.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { SseStream } from './stream.js';
+import type { SseStream } from './sse-stream.js';
 
 /**
  * One per process, even when an app loads both the CommonJS and the ES module build (an `import` in one file, a
@@ -22,7 +22,10 @@ export function currentStream(): SseStream | undefined {
   return storage.getStore();
 }
 
-/** Runs `fn` with `stream` as the current stream for everything it starts, synchronously or later. */
+/**
+ * Runs `fn` with `stream` as the current stream for everything it starts, synchronously or later.
+ * @internal
+ */
 export function runWithStream<T>(stream: SseStream, fn: () => T): T {
   return storage.run(stream, fn);
 }

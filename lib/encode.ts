@@ -1,10 +1,13 @@
 /**
  * The wire encoders: one pushed value in, one complete frame out.
  *
- * Pure functions with no knowledge of Express, streams or winston. Every SSE frame they return ends with a blank
+ * Pure functions with no knowledge of Express, streams or winston, and the one place where frames are built: events,
+ * comments, heartbeats, `retry:` hints, the `done` terminator, the `id:` line of stored events and the
+ * `{ type: "error" | "missed" }` events the library writes itself. Every SSE event they return ends with a blank
  * line, and no input can make a frame carry a field it was not given (CR, LF and NUL are refused where the
  * EventSource spec would read them as a field or event boundary).
  */
+import { describe, nonNegativeInteger } from './options.js';
 
 /** Options of a single event; NDJSON streams ignore them. */
 export interface PushOptions {
@@ -22,10 +25,16 @@ export interface PushOptions {
   retry?: number;
 }
 
-/** Turns a pushed value that is not a string into text. */
+/**
+ * Turns a pushed value that is not a string into text.
+ * @internal
+ */
 export type Serializer = (value: unknown) => string;
 
-/** How one wire format writes each kind of frame; a stream picks one when it opens. */
+/**
+ * How one wire format writes each kind of frame; a stream picks one when it opens.
+ * @internal
+ */
 export interface WireFormat {
   /** One pushed value. */
   event(data: unknown, options: PushOptions | undefined, serialize: Serializer): string;
@@ -43,7 +52,10 @@ const LINE_BREAK = /\r\n|\r|\n/;
 const LINE_BREAKS = /\r\n|\r|\n/g;
 const FORBIDDEN_IN_FIELD = /[\r\n\0]/;
 
-/** `text/event-stream`, as the EventSource spec reads it. */
+/**
+ * `text/event-stream`, as the EventSource spec reads it.
+ * @internal
+ */
 export const SSE: WireFormat = {
   event: encodeEvent,
   comment: (text) => `: ${checkedText(text).replace(LINE_BREAKS, '\n: ')}\n\n`,
@@ -52,7 +64,10 @@ export const SSE: WireFormat = {
   retry: (milliseconds) => `retry: ${nonNegativeInteger(milliseconds, 'retry')}\n\n`,
 };
 
-/** `application/x-ndjson`: one JSON value per line; event names, ids, retry and comments do not exist in it. */
+/**
+ * `application/x-ndjson`: one JSON value per line; event names, ids, retry and comments do not exist in it.
+ * @internal
+ */
 export const NDJSON: WireFormat = {
   event: (data, _options, serialize) => encodeNdjsonLine(data, serialize),
   comment: (text) => {
@@ -70,6 +85,7 @@ export const NDJSON: WireFormat = {
  *
  * @throws TypeError naming the field for `undefined` data, data `serialize` cannot encode, `options` that are not an
  * object, an `event` or `id` holding CR, LF or NUL, or a `retry` that is not a non-negative safe integer.
+ * @internal
  */
 export function encodeEvent(data: unknown, options: PushOptions | undefined, serialize: Serializer): string {
   let frame = '';
@@ -124,7 +140,10 @@ function serialized(data: unknown, serialize: Serializer): string {
   return text;
 }
 
-/** Checks an `event` or `id` string: CR, LF or NUL would let it inject fields or events. */
+/**
+ * Checks an `event` or `id` string: CR, LF or NUL would let it inject fields or events.
+ * @internal
+ */
 export function fieldValue(field: 'event' | 'id', value: unknown): string {
   if (typeof value !== 'string') throw new TypeError(`${field}: expected a string, got ${describe(value)}`);
   if (FORBIDDEN_IN_FIELD.test(value)) throw new TypeError(`${field}: must not contain CR, LF or NUL`);
@@ -139,19 +158,55 @@ function idValue(id: unknown): string {
   return fieldValue('id', id);
 }
 
-/** Checks a count (milliseconds, bytes) that must be a non-negative safe integer; `name` is where it came from. */
-export function nonNegativeInteger(value: unknown, name: string): number {
-  if (!Number.isSafeInteger(value) || (value as number) < 0) {
-    throw new TypeError(`${name}: expected a non-negative integer, got ${describe(value)}`);
-  }
-  return value as number;
+/**
+ * The messages of the `{ type: "error" }` events the library sends itself, by why a stream stops.
+ * @internal
+ */
+export const ERROR_MESSAGES = {
+  /** The store failed: the client should come back later. */
+  unavailable: 'The stream is temporarily unavailable',
+  /** The run is over or was replaced (a channel that was opened again). */
+  gone: 'The stream is no longer available',
+  /** The run outlived its `ttl`. */
+  expired: 'The run took longer than its time limit and was stopped',
+  /** The run's producer vanished (its lease lapsed). */
+  lost: 'The run stopped unexpectedly',
+} as const;
+
+/**
+ * A plain message event `{ "type": "error", message }`: the error event a route or the library sends.
+ * @internal
+ */
+export function errorFrame(message: string): string {
+  return `data: ${JSON.stringify({ type: 'error', message })}\n\n`;
 }
 
-/** A short, safe description of a bad value for an error message. */
-export function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
-  if (typeof value === 'number' || typeof value === 'boolean') return `${typeof value} ${String(value)}`;
-  if (typeof value === 'bigint') return `bigint ${value}n`;
-  return typeof value;
+/**
+ * A plain message event `{ "type": "missed", count }`: events a follower can no longer get.
+ * @internal
+ */
+export function missedFrame(count: number): string {
+  return `data: {"type":"missed","count":${count}}\n\n`;
+}
+
+/**
+ * What separates a run's id from an event's position in the `id:` of a stored event (`<runId>.<seq>`).
+ * @internal
+ */
+export const EVENT_ID_SEPARATOR = '.';
+
+/**
+ * The `id:` value of the event at `seq` of run `runId`: what a browser sends back as `Last-Event-ID`.
+ * @internal
+ */
+export function eventId(runId: string, seq: number): string {
+  return `${runId}${EVENT_ID_SEPARATOR}${seq}`;
+}
+
+/**
+ * A stored event's frame: its `id:` line, then the encoded event body (an event frame without an `id:`).
+ * @internal
+ */
+export function storedFrame(runId: string, seq: number, body: string): string {
+  return `id: ${eventId(runId, seq)}\n${body}`;
 }

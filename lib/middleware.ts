@@ -1,14 +1,16 @@
 /**
  * `sseStream()`: the Express middleware that opens the event stream, negotiates its format and binds it to the
- * request's async context.
+ * request's async context. It composes the core stream with the features its options ask for (`resume`).
  */
 import { validateHeaderName, validateHeaderValue } from 'node:http';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Request, RequestHandler } from 'express';
 import { runWithStream } from './context.js';
-import { describe, NDJSON, nonNegativeInteger, SSE, type Serializer, type WireFormat } from './encode.js';
-import { ResponseStream, type SseStream, type StreamSettings, type StreamSummary } from './stream.js';
-import { resolveResume, serveResumable, type ResumeOptions } from './replay/resume.js';
+import { NDJSON, SSE, type Serializer, type WireFormat } from './encode.js';
+import { checkOptions, describe, nonNegativeInteger, optionalFunction, optionNames, timerDelay } from './options.js';
+import type { SseStream, StreamSummary } from './sse-stream.js';
+import { ResponseStream, type StreamSettings } from './stream.js';
+import { resolveResume, serveResumable, type ResumeOptions } from './resume/serve.js';
 
 declare global {
   namespace Express {
@@ -74,23 +76,18 @@ const DEFAULTS = {
   maxBuffer: 4 * 1024 * 1024,
 } as const;
 
-/** Every option's name, checked against the interface so the two cannot drift apart. */
-const KNOWN_OPTIONS = new Set(
-  Object.keys({
-    retry: true,
-    heartbeat: true,
-    format: true,
-    done: true,
-    highWaterMark: true,
-    maxBuffer: true,
-    headers: true,
-    serialize: true,
-    onClose: true,
-    resume: true,
-  } satisfies Record<keyof SseStreamOptions, true>),
-);
-/** The longest delay `setInterval` honours; a longer one fires at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+const KNOWN_OPTIONS = optionNames<SseStreamOptions>({
+  retry: true,
+  heartbeat: true,
+  format: true,
+  done: true,
+  highWaterMark: true,
+  maxBuffer: true,
+  headers: true,
+  serialize: true,
+  onClose: true,
+  resume: true,
+});
 
 /** One wire format, ready to serve: its content type and the stream settings built for it once. */
 interface Served {
@@ -153,18 +150,12 @@ export function sseStream(options: SseStreamOptions = {}): RequestHandler {
 }
 
 function resolveOptions(options: SseStreamOptions) {
-  if (options === null || typeof options !== 'object') {
-    throw new TypeError(`sseStream(options): expected an object, got ${describe(options)}`);
-  }
-  for (const key of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(key)) throw new TypeError(`${key}: not an option of sseStream()`);
-  }
+  checkOptions(options, 'sseStream(options)', KNOWN_OPTIONS, '', 'sseStream()');
   const { retry, format = 'sse', done, serialize = JSON.stringify as Serializer, headers = {}, onClose } = options;
   if (!(['sse', 'ndjson', 'auto'] as unknown[]).includes(format)) {
     throw new TypeError(`format: expected one of 'sse', 'ndjson', 'auto', got ${describe(format)}`);
   }
-  const heartbeat = nonNegativeInteger(options.heartbeat ?? DEFAULTS.heartbeat, 'heartbeat');
-  if (heartbeat > MAX_TIMER_MS) throw new TypeError(`heartbeat: at most ${MAX_TIMER_MS} milliseconds, got ${heartbeat}`);
+  const heartbeat = timerDelay(options.heartbeat ?? DEFAULTS.heartbeat, 'heartbeat');
   const highWaterMark = nonNegativeInteger(options.highWaterMark ?? DEFAULTS.highWaterMark, 'highWaterMark');
   const maxBuffer = nonNegativeInteger(options.maxBuffer ?? Math.max(DEFAULTS.maxBuffer, highWaterMark), 'maxBuffer');
   if (maxBuffer < highWaterMark) {
@@ -173,7 +164,7 @@ function resolveOptions(options: SseStreamOptions) {
   if (retry !== undefined) nonNegativeInteger(retry, 'retry');
   if (done !== undefined && typeof done !== 'string') throw new TypeError(`done: expected a string, got ${describe(done)}`);
   if (typeof serialize !== 'function') throw new TypeError(`serialize: expected a function, got ${describe(serialize)}`);
-  if (onClose !== undefined && typeof onClose !== 'function') throw new TypeError(`onClose: expected a function, got ${describe(onClose)}`);
+  optionalFunction(onClose, 'onClose');
   const resume = options.resume === undefined ? undefined : resolveResume(options.resume, serialize);
   if (resume !== undefined && format !== 'sse') {
     throw new TypeError(`resume: needs format 'sse' (NDJSON has no event ids to resume from), got format ${describe(format)}`);

@@ -1,77 +1,19 @@
 /**
- * One response's event stream: push -> encode -> buffer -> socket, with backpressure, a memory bound, a heartbeat,
- * an orderly close and an AbortSignal for the work that feeds it.
+ * `ResponseStream`, the `res.sse` of one response: push -> encode -> buffer -> socket, with backpressure, a memory
+ * bound, a heartbeat, an orderly close and an AbortSignal for the work that feeds it.
+ *
+ * It knows the response and the wire format, nothing of resumable runs or channels: those write to it through its
+ * `FrameSink` side, and a channel attaches itself through `subscribe()`.
  */
 import type { ServerResponse } from 'node:http';
 import { NDJSON, type PushOptions, type Serializer, type WireFormat } from './encode.js';
-import type { SseChannel } from './replay/channel.js';
-import { openStreams } from './registry.js';
+import { abortReason, sendThen, type CloseReason, type FrameSink, type SseStream, type StreamSummary, type Subscribable } from './sse-stream.js';
+import { openStreams } from './shutdown.js';
 
 /**
- * Why a stream closed: the client went away, it fell more than `maxBuffer` behind, the route closed it, or
- * `closeAllStreams()` did (a server shutting down). A resumable run (`sseStream({ resume })`) also ends when
- * `abortRun()` stops it or its lease is lost (`'aborted'`), or when it outlives its `ttl` (`'expired'`).
+ * What a stream needs to know of its configuration; resolved and validated once by `sseStream()`.
+ * @internal
  */
-export type CloseReason = 'disconnect' | 'overflow' | 'close' | 'shutdown' | 'aborted' | 'expired';
-
-/** What one stream did, reported to `sseStream({ onClose })` when it has closed. */
-export interface StreamSummary {
-  /** Why it closed. */
-  reason: CloseReason;
-  /** Milliseconds from opening to closing. */
-  duration: number;
-  /** Events pushed (`push()`/`send()` calls that returned true; heartbeats and comments are not events). */
-  events: number;
-  /** Bytes written to the response: events, comments, heartbeats and the `done` terminator, before any compression. */
-  bytes: number;
-}
-
-/** The event stream of one response, available as `res.sse` behind `sseStream()`. */
-export interface SseStream {
-  /**
-   * Queues one event. A string is sent as it is (a multi-line string becomes several `data:` lines); any other value
-   * is serialised (JSON by default). Returns `false`, and sends nothing, once the stream is closed.
-   *
-   * @throws TypeError for `undefined` data, data that cannot be serialised, an `event` or `id` holding CR, LF or NUL,
-   * or a `retry` that is not a non-negative integer. Nothing is sent and the stream stays open.
-   */
-  push(data: unknown, options?: PushOptions): boolean;
-  /**
-   * Like `push()`, then waits while more than `highWaterMark` bytes are waiting for the client. Resolves `true` when
-   * the producer may go on, `false` when the stream is closed. Await it in a loop to keep memory bounded without
-   * losing events: `for (const x of items) if (!(await res.sse.send(x))) break;`
-   */
-  send(data: unknown, options?: PushOptions): Promise<boolean>;
-  /** Sends a comment (`: text`), which clients ignore; a multi-line text becomes one comment line per line. */
-  comment(text: string): void;
-  /**
-   * Sends what is still queued, then the `done` data if configured, then ends the response. Resolves once the
-   * response has finished (or the client went away). Calling it again returns the same promise.
-   */
-  close(): Promise<void>;
-  /**
-   * Aborted when the client goes away or the stream closes, with a `DOMException` named `AbortError` as its reason.
-   * Pass it to the work that feeds the stream (`fetch(url, { signal })`, `signal.throwIfAborted()`).
-   */
-  readonly signal: AbortSignal;
-  /** `true` once the stream has closed for any reason; `push()` then returns `false`. */
-  readonly closed: boolean;
-  /** Why the stream closed, or `undefined` while it is open. */
-  readonly closeReason: CloseReason | undefined;
-  /** The request's `Last-Event-ID` header, or `undefined` when it is absent or empty. */
-  readonly lastEventId: string | undefined;
-  /**
-   * Makes this response follow a broadcast channel (`sseChannel()`): from then on it gets every event pushed to the
-   * channel, and the ones it missed when it comes back with a `Last-Event-ID` within the channel's `history`.
-   * Resolves when the subscription ends: the client left, or the channel was closed (the stream then ends).
-   *
-   * @throws TypeError (as a rejection) for something that is not a channel, an NDJSON stream (channels send SSE
-   * frames), a stream that already follows a channel, or a resumable run's stream.
-   */
-  subscribe(channel: SseChannel): Promise<void>;
-}
-
-/** What a stream needs to know of its configuration; resolved and validated once by `sseStream()`. */
 export interface StreamSettings {
   wire: WireFormat;
   serialize: Serializer;
@@ -91,23 +33,15 @@ type FlushableResponse = ServerResponse & { flush?: () => void };
 const SENT = Promise.resolve(true);
 const NOT_SENT = Promise.resolve(false);
 
-const ABORT_MESSAGES: Record<CloseReason, string> = {
-  disconnect: 'The client disconnected',
-  overflow: 'The client fell more than maxBuffer behind',
-  close: 'The stream was closed',
-  shutdown: 'The server is shutting down',
-  aborted: 'The run was aborted',
-  expired: 'The run took longer than its ttl',
-};
-
 /**
  * The `SseStream` behind `res.sse`; created by `sseStream()`, never by users.
  *
  * Frames pushed in one tick are joined and handed to `res.write` once, on `process.nextTick`: a lone event leaves
  * at once, a burst leaves as one chunk. Buffered text is counted in characters (UTF-16 code units, as Node counts
  * string chunks): bytes for ASCII, fewer than the bytes for other text.
+ * @internal
  */
-export class ResponseStream implements SseStream {
+export class ResponseStream implements SseStream, FrameSink {
   readonly lastEventId: string | undefined;
   readonly #response: FlushableResponse;
   readonly #settings: StreamSettings;
@@ -189,18 +123,12 @@ export class ResponseStream implements SseStream {
     return sendThen(() => this.push(data, options), () => this.writable());
   }
 
-  /**
-   * For resumable streams and channels: queues a frame encoded once for every follower (its `id:` line included).
-   * Returns `true` while the client keeps up, `false` once more than `highWaterMark` characters wait for it (then
-   * await `writable()` before writing more) or the stream is closed.
-   */
   writeFrame(frame: string): boolean {
     if (this.#closeReason !== undefined || !this.#enqueue(frame)) return false;
     this.#events += 1;
     return this.#bufferedBytes() <= this.#settings.highWaterMark;
   }
 
-  /** Resolves `true` once at most `highWaterMark` characters wait for the client, `false` if the stream closed. */
   writable(): Promise<boolean> {
     if (this.#closeReason !== undefined) return NOT_SENT;
     if (this.#bufferedBytes() <= this.#settings.highWaterMark) return SENT;
@@ -221,15 +149,11 @@ export class ResponseStream implements SseStream {
     return this.#finish('close', this.#settings.closing);
   }
 
-  /**
-   * For resumable streams and channels whose store failed: ends the response like `close()`, but without the `done`
-   * terminator, so the browser's `EventSource` comes back (after its `retry` delay) and resumes.
-   */
   closeForReconnect(): Promise<void> {
     return this.#finish('close', '');
   }
 
-  subscribe(channel: SseChannel): Promise<void> {
+  subscribe(channel: Subscribable): Promise<void> {
     if (channel === null || typeof channel !== 'object' || typeof channel.follow !== 'function') {
       return Promise.reject(new TypeError('channel: expected a channel made by sseChannel()'));
     }
@@ -382,23 +306,4 @@ export class ResponseStream implements SseStream {
     this.#waiters = [];
     for (const resolve of waiters) resolve(sent);
   }
-}
-
-/**
- * What every stream's `send()` does: `push()` (its `TypeError` as a rejection), then `wait()` for the event to be on
- * its way, or `false` at once when the stream is closed.
- */
-export function sendThen(push: () => boolean, wait: () => Promise<boolean>): Promise<boolean> {
-  let pushed: boolean;
-  try {
-    pushed = push();
-  } catch (error) {
-    return Promise.reject(error);
-  }
-  return pushed ? wait() : NOT_SENT;
-}
-
-/** The reason a stream's signal aborts with: an `AbortError`, as `fetch()` and `signal.throwIfAborted()` expect. */
-export function abortReason(reason: CloseReason): DOMException {
-  return new DOMException(ABORT_MESSAGES[reason], 'AbortError');
 }

@@ -5,7 +5,7 @@ import type { Writable } from 'node:stream';
 import TransportStream from 'winston-transport';
 import { currentStream } from './context.js';
 import { fieldValue, type PushOptions } from './encode.js';
-import type { SseStream } from './stream.js';
+import type { SseStream } from './sse-stream.js';
 
 /** Options of `SseTransport`. */
 export interface SseTransportOptions {

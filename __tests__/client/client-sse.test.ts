@@ -126,9 +126,29 @@ describe('readEvents() over text/event-stream', () => {
   });
 });
 
-test('lib/client.ts imports only eventsource-parser and uses no Node-only global, so it runs in browsers', () => {
-  const source = readFileSync(path.join(__dirname, '../../lib/client.ts'), 'utf8');
-  const imports = [...source.matchAll(/^\s*(?:import|export)\b[^;]*?from\s+'([^']+)'/gm)].map((match) => match[1]);
-  expect(imports).toEqual(['eventsource-parser']);
-  expect(source).not.toMatch(/\b(?:require\(|process\.|Buffer\b|__dirname|setImmediate\b)/);
+test('lib/client/ imports only eventsource-parser and uses no Node-only global, so it runs in browsers', () => {
+  // Every module the client entry reaches through relative imports, its own folder and the shared option checks.
+  const seen = new Set<string>();
+  const external = new Set<string>();
+  const visit = (file: string): void => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const source = readFileSync(file, 'utf8');
+    expect([file, source.match(/\b(?:require\(|process\.|Buffer\b|__dirname|setImmediate\b)/)?.[0]]).toEqual([file, undefined]);
+    for (const [, specifier] of source.matchAll(/^\s*(?:import|export)\b[^;]*?from\s+'([^']+)'/gm)) {
+      if (specifier.startsWith('.')) visit(path.resolve(path.dirname(file), specifier.replace(/\.js$/, '.ts')));
+      else external.add(specifier);
+    }
+  };
+  visit(path.join(__dirname, '../../lib/client/index.ts'));
+  expect([...external]).toEqual(['eventsource-parser']);
+  expect([...seen].map((file) => path.relative(path.join(__dirname, '../../lib'), file)).sort()).toEqual([
+    'client/decoders.ts',
+    'client/errors.ts',
+    'client/index.ts',
+    'client/plan.ts',
+    'client/response.ts',
+    'client/types.ts',
+    'options.ts',
+  ]);
 });

@@ -1,12 +1,13 @@
 /**
- * The conformance suite of `ResumeStore` (lib/replay/store.ts): what every store must do, run against each of them
- * (`__tests__/replay/memory-store.test.ts`, `__tests__/integration/redis-store.test.ts`). Store-specific behaviour
+ * The conformance suite of `ResumeStore` (lib/store/contract.ts): what every store must do, run against each of them
+ * (`__tests__/resume/memory-store.test.ts`, `__tests__/integration/redis-store.test.ts`). Store-specific behaviour
  * (timers, leases that lapse) is tested next to each store.
  *
  * Runs are long (a minute's ttl and lease), so nothing here depends on time passing; every test uses keys of its own.
  */
 import { randomUUID } from 'node:crypto';
-import { eventId, type ResumeStore, type RunSettings } from '../../lib/replay/store';
+import { eventId } from '../../lib/encode';
+import type { ResumeStore, RunSettings } from '../../lib/store/contract';
 import { eventually } from './sse-client';
 
 export interface StoreUnderTest {

@@ -8,7 +8,7 @@
 import express from 'express';
 import type Redis from 'ioredis';
 import { sseChannel, sseStream, type SseChannel } from '../../lib';
-import { RedisStore } from '../../lib/replay/redis';
+import { RedisStore } from '../../lib/store/redis';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { delay, eventually, listen, openStream, type StreamClient, type TestServer } from '../helpers/sse-client';
 

@@ -7,8 +7,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
-import { RedisStore } from '../../lib/replay/redis';
-import { type RunSettings } from '../../lib/replay/store';
+import { RedisStore } from '../../lib/store/redis';
+import { type RunSettings } from '../../lib/store/contract';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server';
 import { delay, eventually } from '../helpers/sse-client';
 import { describeResumeStore } from '../helpers/store-contract';

@@ -3,12 +3,13 @@
  * in a resume store that never ends by itself: pushes append to it (from any instance, with the Redis store), and
  * each subscribed response follows it through the same feed as resumable runs.
  */
-import { describe, nonNegativeInteger, SSE, type PushOptions, type Serializer } from '../encode.js';
-import { sendThen, type ResponseStream } from '../stream.js';
-import { Appender } from './append.js';
-import { follow } from './follow.js';
-import { defaultStore } from './run.js';
-import { checkStore, resumePosition, storeWarning, type ResumeStore, type RunSettings } from './store.js';
+import { ERROR_MESSAGES, errorFrame, SSE, type PushOptions, type Serializer } from '../encode.js';
+import { checkOptions, describe, MAX_TIMER_MS, nonNegativeInteger, optionNames } from '../options.js';
+import { sendThen, type FrameSink, type Subscribable } from '../sse-stream.js';
+import { Appender } from '../feed/append.js';
+import { follow } from '../feed/follow.js';
+import { checkStore, resumePosition, storeWarning, type ResumeStore, type RunSettings } from '../store/contract.js';
+import { defaultStore } from '../store/default.js';
 
 /** Options of `sseChannel()`. */
 export interface SseChannelOptions {
@@ -28,7 +29,7 @@ export interface SseChannelOptions {
 }
 
 /** A broadcast channel: create it with `sseChannel()`, attach responses with `res.sse.subscribe(channel)`. */
-export interface SseChannel {
+export interface SseChannel extends Subscribable {
   /** The name given to `sseChannel()`. */
   readonly name: string;
   /**
@@ -56,16 +57,11 @@ export interface SseChannel {
    * channel's events stay in the store for other instances, which go on.
    */
   close(): Promise<void>;
-  /**
-   * Makes `response` follow the channel until the client leaves or the channel is closed. Used by
-   * `res.sse.subscribe()`.
-   * @internal
-   */
-  follow(response: ResponseStream): Promise<void>;
 }
 
 /** Channels never end on their own: their keys live as long as timers can count. */
-const FOREVER = 2 ** 31 - 1;
+const FOREVER = MAX_TIMER_MS;
+const KNOWN_OPTIONS = optionNames<SseChannelOptions>({ store: true, history: true, serialize: true });
 const KEY_PREFIX = 'channel:';
 
 /**
@@ -80,10 +76,7 @@ const KEY_PREFIX = 'channel:';
  */
 export function sseChannel(name: string, options: SseChannelOptions = {}): SseChannel {
   if (typeof name !== 'string' || name === '') throw new TypeError(`name: expected a non-empty string, got ${describe(name)}`);
-  if (options === null || typeof options !== 'object') throw new TypeError(`sseChannel(name, options): expected an object, got ${describe(options)}`);
-  for (const option of Object.keys(options)) {
-    if (option !== 'store' && option !== 'history' && option !== 'serialize') throw new TypeError(`${option}: not an option of sseChannel()`);
-  }
+  checkOptions(options, 'sseChannel(name, options)', KNOWN_OPTIONS, '', 'sseChannel()');
   const { store = defaultStore, serialize = JSON.stringify as Serializer } = options;
   checkStore(store, 'store');
   const history = nonNegativeInteger(options.history ?? 100, 'history');
@@ -99,8 +92,8 @@ class Channel implements SseChannel {
   readonly #settings: RunSettings;
   readonly #serialize: Serializer;
   /** Every response attached, for `close()`; `#following`, those whose position in the channel is fixed. */
-  readonly #subscribers = new Set<ResponseStream>();
-  readonly #following = new Set<ResponseStream>();
+  readonly #subscribers = new Set<FrameSink>();
+  readonly #following = new Set<FrameSink>();
   readonly #renewal: NodeJS.Timeout;
   #runId: Promise<string>;
   #appender: Appender;
@@ -147,7 +140,7 @@ class Channel implements SseChannel {
     await Promise.all(Array.from(this.#subscribers, (response) => response.close()));
   }
 
-  async follow(response: ResponseStream): Promise<void> {
+  async follow(response: FrameSink): Promise<void> {
     if (this.#closed) return response.close();
     this.#subscribers.add(response);
     this.#positioning += 1;
@@ -166,7 +159,7 @@ class Channel implements SseChannel {
         runId = await opened;
       } catch {
         reopen();
-        response.push({ type: 'error', message: 'The stream is temporarily unavailable' });
+        response.writeFrame(errorFrame(ERROR_MESSAGES.unavailable));
         return await response.closeForReconnect();
       }
       // A client that sends an id of another run (the channel was opened again while it was away) missed all of this one.

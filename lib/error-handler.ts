@@ -2,7 +2,7 @@
  * `sseErrorHandler()`: turns an error thrown after the stream's headers went out into an event the page can show.
  */
 import type { ErrorRequestHandler } from 'express';
-import type { SseStream } from './stream.js';
+import type { SseStream } from './sse-stream.js';
 
 const GENERIC_MESSAGE = 'Internal Server Error';
 

@@ -2,11 +2,12 @@
  * The one small interface behind resumable streams: an ordered, bounded, expiring log of encoded SSE frames per
  * key, with one producer holding a lease on it and any number of followers reading it by position.
  *
- * A store knows nothing of Express or of responses; `lib/replay/run.ts` writes to it, `lib/replay/follow.ts` reads
+ * A store knows nothing of Express or of responses; `lib/feed/append.ts` writes to it, `lib/feed/follow.ts` reads
  * from it. Every event and the end of a run are durable in the store: a wake-up (`watch`) is only a hint that
  * saves a follower from polling, so a lost one costs latency, never an event.
  */
-import { describe } from '../encode.js';
+import { EVENT_ID_SEPARATOR } from '../encode.js';
+import { describe } from '../options.js';
 
 /** How a run ended: its route closed it, `abortRun()` stopped it, it outlived `ttl`, or its producer vanished. */
 export type RunEnd = 'done' | 'aborted' | 'expired' | 'lost';
@@ -97,7 +98,10 @@ export interface ResumeStore {
 
 const STORE_METHODS = ['open', 'append', 'renew', 'end', 'abort', 'read', 'watch'] as const;
 
-/** @throws TypeError naming `field` when `value` lacks one of the methods of a `ResumeStore`. */
+/**
+ * @throws TypeError naming `field` when `value` lacks one of the methods of a `ResumeStore`.
+ * @internal
+ */
 export function checkStore(value: unknown, field: string): asserts value is ResumeStore {
   const store = value as Partial<Record<(typeof STORE_METHODS)[number], unknown>> | null;
   if (store === null || typeof store !== 'object' || STORE_METHODS.some((method) => typeof store[method] !== 'function')) {
@@ -105,18 +109,14 @@ export function checkStore(value: unknown, field: string): asserts value is Resu
   }
 }
 
-/** The `id:` value of the event at `seq` of run `runId`: what a browser sends back as `Last-Event-ID`. */
-export function eventId(runId: string, seq: number): string {
-  return `${runId}.${seq}`;
-}
-
 /**
  * The position after which a client that sent `lastEventId` resumes in run `runId`: the id's position when it is
  * one of this run's ids, else 0 (from the start of what is kept), for a missing, malformed or foreign id.
+ * @internal
  */
 export function resumePosition(lastEventId: string | undefined, runId: string): number {
   if (lastEventId === undefined) return 0;
-  const dot = lastEventId.lastIndexOf('.');
+  const dot = lastEventId.lastIndexOf(EVENT_ID_SEPARATOR);
   if (dot <= 0 || lastEventId.slice(0, dot) !== runId) return 0;
   const digits = lastEventId.slice(dot + 1);
   if (!/^[1-9][0-9]{0,15}$/.test(digits)) return 0;
@@ -124,7 +124,10 @@ export function resumePosition(lastEventId: string | undefined, runId: string): 
   return Number.isSafeInteger(seq) ? seq : 0;
 }
 
-/** A fresh run id: 12 base-36 characters from a CSPRNG, so ids cannot be guessed across runs. */
+/**
+ * A fresh run id: 12 base-36 characters from a CSPRNG, so ids cannot be guessed across runs.
+ * @internal
+ */
 export function newRunId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
   let id = '';
@@ -132,7 +135,10 @@ export function newRunId(): string {
   return id.slice(0, 12);
 }
 
-/** Reports a failing store call as a process warning: a resumable stream must not throw from inside its timers. */
+/**
+ * Reports a failing store call as a process warning: a resumable stream must not throw from inside its timers.
+ * @internal
+ */
 export function storeWarning(operation: string, error: unknown): void {
   const message = error instanceof Error ? error.message : String(error);
   process.emitWarning(`express-sse-context: the resume store's ${operation} failed: ${message}`, 'SseResumeStoreWarning');

@@ -3,15 +3,10 @@
  * response, so it outlives its connection and any number of clients can follow it.
  */
 import { SSE, type PushOptions, type Serializer } from '../encode.js';
-import { abortReason, sendThen, type CloseReason, type SseStream } from '../stream.js';
-import { MemoryStore } from './memory.js';
-import { Appender } from './append.js';
-import { checkStore, storeWarning, type ResumeStore, type RunEnd, type RunSettings } from './store.js';
-
-/** The in-memory store resumable routes use when given none; one per process, shared by the CJS and ESM builds. */
-const DEFAULT_STORE = Symbol.for('express-sse-context.memory-store.v1');
-export const defaultStore: ResumeStore = ((globalThis as Record<symbol, unknown>)[DEFAULT_STORE] ??=
-  new MemoryStore()) as ResumeStore;
+import { abortReason, sendThen, type CloseReason, type SseStream } from '../sse-stream.js';
+import { Appender } from '../feed/append.js';
+import { checkStore, storeWarning, type ResumeStore, type RunEnd, type RunSettings } from '../store/contract.js';
+import { defaultStore } from '../store/default.js';
 
 /** Runs produced by this process, by store and key, so `abortRun()` stops a local one without waiting for its lease. */
 const LIVE_RUNS = Symbol.for('express-sse-context.live-runs.v1');
@@ -21,6 +16,7 @@ const liveRuns: WeakMap<ResumeStore, Map<string, RunStream>> = ((globalThis as R
 /**
  * The store key of the run a route names `key`. Runs and channels share stores, each in a key space of its own,
  * so no `resume.key` can reach a channel (`'channel:…'`) and no channel name a run.
+ * @internal
  */
 export function runKey(key: string): string {
   return `run:${key}`;
@@ -29,6 +25,7 @@ export function runKey(key: string): string {
 /**
  * The `res.sse` of the route that produces a resumable run. Its events go to the store, numbered by it; its signal
  * aborts on `abortRun()`, a lost lease or `ttl`, not when a client disconnects.
+ * @internal
  */
 export class RunStream implements SseStream {
   readonly lastEventId: string | undefined;

@@ -1,7 +1,8 @@
 /**
  * The default `ResumeStore`: runs kept in this process's memory, bounded per key, expired after `ttl`.
  */
-import { eventId, newRunId, type OpenedRun, type ReadResult, type ResumeStore, type RunEnd, type RunSettings, type StoredEvent } from './store.js';
+import { storedFrame } from '../encode.js';
+import { newRunId, type OpenedRun, type ReadResult, type ResumeStore, type RunEnd, type RunSettings, type StoredEvent } from './contract.js';
 
 /** One key's run: a ring of its last `maxEvents` frames. */
 interface MemoryRun {
@@ -59,7 +60,7 @@ export class MemoryStore implements ResumeStore {
     const { maxEvents } = run.settings;
     for (const body of bodies) {
       const seq = ++run.tail;
-      run.ring[(seq - 1) % maxEvents] = { seq, frame: `id: ${eventId(runId, seq)}\n${body}` };
+      run.ring[(seq - 1) % maxEvents] = { seq, frame: storedFrame(runId, seq, body) };
     }
     wake(run.watchers);
     return Promise.resolve(run.tail);

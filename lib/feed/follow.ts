@@ -7,8 +7,9 @@
  * client that falls behind (more than `highWaterMark` waiting) leaves the feed and catches up on its own, from the
  * store, without slowing the others.
  */
-import type { ResponseStream } from '../stream.js';
-import { storeWarning, type ReadResult, type ResumeStore, type RunEnd, type StoredEvent } from './store.js';
+import { ERROR_MESSAGES, errorFrame, missedFrame } from '../encode.js';
+import type { FrameSink } from '../sse-stream.js';
+import { storeWarning, type ReadResult, type ResumeStore, type RunEnd, type StoredEvent } from '../store/contract.js';
 
 /** Events read per store round trip. */
 const BATCH = 256;
@@ -20,13 +21,16 @@ type Stop = RunEnd | 'gone' | 'unavailable';
 
 /** The `{ type: "error" }` frames a follower writes itself, by why it stops; encoded once per process. */
 const FAILURE_FRAMES: Partial<Record<Stop, string>> = {
-  expired: errorFrame('The run took longer than its time limit and was stopped'),
-  lost: errorFrame('The run stopped unexpectedly'),
-  gone: errorFrame('The stream is no longer available'),
-  unavailable: errorFrame('The stream is temporarily unavailable'),
+  expired: errorFrame(ERROR_MESSAGES.expired),
+  lost: errorFrame(ERROR_MESSAGES.lost),
+  gone: errorFrame(ERROR_MESSAGES.gone),
+  unavailable: errorFrame(ERROR_MESSAGES.unavailable),
 };
 
-/** What a follower follows. */
+/**
+ * What a follower follows.
+ * @internal
+ */
 export interface FollowTarget {
   store: ResumeStore;
   key: string;
@@ -50,7 +54,7 @@ class Follower {
   readonly finished = new Promise<void>((resolve) => (this.#done = resolve));
 
   constructor(
-    readonly response: ResponseStream,
+    readonly response: FrameSink,
     cursor: number,
   ) {
     this.cursor = cursor;
@@ -128,7 +132,7 @@ class Feed {
   }
 
   /** Serves `response` from position `from` until the run ends or the client leaves. */
-  async serve(response: ResponseStream, from: number | 'tail', onPositioned: (() => void) | undefined): Promise<void> {
+  async serve(response: FrameSink, from: number | 'tail', onPositioned: (() => void) | undefined): Promise<void> {
     const follower = new Follower(response, typeof from === 'number' ? from : this.#cursor);
     this.#members.add(follower);
     const onLeave = (): void => {
@@ -297,8 +301,9 @@ const feeds = new WeakMap<ResumeStore, Map<string, Feed>>();
  * until the run ends or the client leaves. Ends the response with the stream's `done` terminator; a run that was
  * lost or expired first gets a `{ type: "error" }` event. `onPositioned` is called once the follower's starting
  * position is fixed: every event appended after that reaches it.
+ * @internal
  */
-export function follow(target: FollowTarget, response: ResponseStream, from: number | 'tail', onPositioned?: () => void): Promise<void> {
+export function follow(target: FollowTarget, response: FrameSink, from: number | 'tail', onPositioned?: () => void): Promise<void> {
   let byRun = feeds.get(target.store);
   if (byRun === undefined) feeds.set(target.store, (byRun = new Map()));
   const runs = byRun;
@@ -323,12 +328,4 @@ function sleep(milliseconds: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, milliseconds);
     signal.addEventListener('abort', done);
   });
-}
-
-function missedFrame(count: number): string {
-  return `data: {"type":"missed","count":${count}}\n\n`;
-}
-
-function errorFrame(message: string): string {
-  return `data: ${JSON.stringify({ type: 'error', message })}\n\n`;
 }

@@ -1,16 +1,24 @@
 /**
  * Every stream open in this process: how many there are, and a way to end them all when the server shuts down.
  */
-import { nonNegativeInteger } from './encode.js';
-import type { ResponseStream } from './stream.js';
+import { nonNegativeInteger } from './options.js';
 
+/**
+ * What `closeAllStreams()` asks of an open stream: to end with a farewell instead of its `done` terminator.
+ * @internal
+ */
+export interface ShutdownTarget {
+  shutdown(data: unknown, retry: number | undefined): Promise<void>;
+}
+
+const OPEN_STREAMS = Symbol.for('express-sse-context.open-streams.v1');
 /**
  * Streams add themselves when they open and leave when they close. Shared, like the async context, by the CommonJS
  * and the ES module build when an app loads both.
+ * @internal
  */
-const OPEN_STREAMS = Symbol.for('express-sse-context.open-streams.v1');
-export const openStreams: Set<ResponseStream> = ((globalThis as Record<symbol, unknown>)[OPEN_STREAMS] ??=
-  new Set<ResponseStream>()) as Set<ResponseStream>;
+export const openStreams: Set<ShutdownTarget> = ((globalThis as Record<symbol, unknown>)[OPEN_STREAMS] ??=
+  new Set<ShutdownTarget>()) as Set<ShutdownTarget>;
 
 /** Options of `closeAllStreams()`. */
 export interface CloseAllOptions {

@@ -2,7 +2,7 @@
  * The write side of a store key, shared by runs and channels: events encoded once, handed to the store in order,
  * one append per tick's batch, with a promise for whoever waits for them to be durable.
  */
-import { storeWarning, type ResumeStore } from './store.js';
+import { storeWarning, type ResumeStore } from '../store/contract.js';
 
 /** Characters appended without the producer giving the event loop a turn; past it, `durable()` yields one. */
 const YIELD_EVERY = 64 * 1024;
@@ -12,7 +12,10 @@ const TICK = Promise.resolve();
 const TRIES = 3;
 const RETRY_PAUSE = 100;
 
-/** Options of an `Appender`. */
+/**
+ * Options of an `Appender`.
+ * @internal
+ */
 export interface AppenderOptions {
   /** Events the key keeps (`maxEvents`, a channel's `history`): one append carries at most half of them. */
   maxEvents: number;
@@ -22,7 +25,10 @@ export interface AppenderOptions {
   gate?: () => Promise<void> | undefined;
 }
 
-/** Appends encoded event bodies to one run of one key, in the order they were added. */
+/**
+ * Appends encoded event bodies to one run of one key, in the order they were added.
+ * @internal
+ */
 export class Appender {
   readonly #store: ResumeStore;
   readonly #key: string;

@@ -15,9 +15,10 @@
  *
  * Needs Redis 6.2 or later (exclusive `XRANGE` starts).
  */
-import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { newRunId, type OpenedRun, type ReadResult, type ResumeStore, type RunEnd, type RunSettings, type StoredEvent } from './store.js';
+import { describe } from '../options.js';
+import { SCRIPTS, type Script } from './redis-scripts.js';
+import { newRunId, type OpenedRun, type ReadResult, type ResumeStore, type RunEnd, type RunSettings, type StoredEvent } from './contract.js';
 
 /** Options of {@link RedisStore}. */
 export interface RedisStoreOptions {
@@ -32,166 +33,6 @@ export interface RedisStoreOptions {
    */
   prefix?: string;
 }
-
-/**
- * The share of `lease` the lease key lives for without renewal. The producer renews every `lease * 0.2` ms and
- * followers poll every `lease * 0.25` ms, so a dead producer's followers learn of it within about `0.85 * lease`,
- * and a live one has two renewals' margin (at 0.2 and 0.4 × `lease`) before its lease lapses.
- */
-const LEASE_SHARE = 0.6;
-
-/**
- * Shared by the scripts that end a run. KEYS: run, lease, events. `finish(tail, reason, ttl, channel)` writes the end
- * entry after the last event (the end is not an event: `seq` stays), keeps the run `ttl` ms more and wakes followers.
- */
-const FINISH = `
-local function finish(tail, reason, ttl, channel)
-  redis.call('XADD', KEYS[3], '0-' .. (tail + 1), 'e', reason)
-  redis.call('HSET', KEYS[1], 'ended', reason)
-  redis.call('DEL', KEYS[2])
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[3], ttl)
-  redis.call('PUBLISH', channel, '')
-end
-`;
-
-/**
- * ARGV: runId, ttl, lease, maxEvents, replaceEnded ('1' or '0'), channel. Replies {runId, 1} when it created the
- * run, {existing runId, 0} otherwise. With replaceEnded, a run that is over (ended, or its lease lapsed) is replaced,
- * and its followers are woken to find that out. The run hash lives 2 × ttl: the run may go on for ttl, and its
- * events are kept ttl after.
- */
-const OPEN = `
-local existing = redis.call('HMGET', KEYS[1], 'id', 'ended')
-if existing[1] then
-  local over = existing[2] or redis.call('GET', KEYS[2]) ~= existing[1]
-  if ARGV[5] ~= '1' or not over then return {existing[1], 0} end
-end
-redis.call('DEL', KEYS[1], KEYS[3])
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'ttl', ARGV[2], 'lease', ARGV[3], 'max', ARGV[4], 'seq', 0)
-redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))
-redis.call('SET', KEYS[2], ARGV[1], 'PX', math.ceil(tonumber(ARGV[3]) * ${LEASE_SHARE}))
-if existing[1] then redis.call('PUBLISH', ARGV[6], '') end
-return {ARGV[1], 1}
-`;
-
-/**
- * ARGV: runId, channel, bodies…. Replies the position of the last body appended, or -1 when runId does not hold
- * the lease. The stream expires with the run hash, whose lifetime was fixed by open.
- */
-const APPEND = `
-if redis.call('GET', KEYS[2]) ~= ARGV[1] or redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return -1 end
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
-if #ARGV < 3 then return seq end
-local max = redis.call('HGET', KEYS[1], 'max')
-for i = 3, #ARGV do
-  seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', max, '0-' .. seq, 'f', 'id: ' .. ARGV[1] .. '.' .. seq .. '\\n' .. ARGV[i])
-end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
-redis.call('PUBLISH', ARGV[2], '')
-return seq
-`;
-
-/**
- * ARGV: runId. Replies 1 when runId held the lease (now renewed), else 0. A live run's keys are kept 2 × ttl from
- * its last renewal, so one that lives long (a channel never ends) does not expire under its producers.
- */
-const RENEW = `
-if redis.call('GET', KEYS[2]) ~= ARGV[1] or redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return 0 end
-local run = redis.call('HMGET', KEYS[1], 'lease', 'ttl')
-redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(run[1]) * ${LEASE_SHARE}))
-redis.call('PEXPIRE', KEYS[1], 2 * tonumber(run[2]))
-redis.call('PEXPIRE', KEYS[3], 2 * tonumber(run[2]))
-return 1
-`;
-
-/** ARGV: runId, reason, channel. Replies 1 when runId held the lease (the run is now over), else 0. */
-const END = `${FINISH}
-if redis.call('GET', KEYS[2]) ~= ARGV[1] or redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return 0 end
-local run = redis.call('HMGET', KEYS[1], 'seq', 'ttl')
-finish(tonumber(run[1]), ARGV[2], run[2], ARGV[3])
-return 1
-`;
-
-/**
- * ARGV: channel. Replies 1 when a live run (not ended, its lease held) was ended as 'aborted', else 0. A run whose
- * lease lapsed is not live: it is ended as 'lost', as a read would.
- */
-const ABORT = `${FINISH}
-local run = redis.call('HMGET', KEYS[1], 'id', 'seq', 'ttl', 'ended')
-if not run[1] or run[4] then return 0 end
-if redis.call('GET', KEYS[2]) ~= run[1] then
-  finish(tonumber(run[2]), 'lost', run[3], ARGV[1])
-  return 0
-end
-finish(tonumber(run[2]), 'aborted', run[3], ARGV[1])
-return 1
-`;
-
-/**
- * ARGV: after, limit, channel. Replies {runId, tail, end, missed, {{seq, frame}, …}}, with '' for no run and for no
- * end (RESP3 would turn a Lua false into a boolean, RESP2 into a nil: an empty string reads the same in both).
- * A live run whose lease lapsed is ended as 'lost' first, durably, so every follower reads the same end.
- * Events at or below tail - max are not returned even while an approximate XADD MAXLEN still keeps them, so what
- * a follower sees does not depend on how Redis trims.
- */
-const READ = `${FINISH}
-local run = redis.call('HMGET', KEYS[1], 'id', 'seq', 'ttl', 'max', 'ended')
-local id = run[1]
-if not id then return {'', 0, '', 0, {}} end
-local tail = tonumber(run[2])
-local ended = run[5]
-if not ended and redis.call('GET', KEYS[2]) ~= id then
-  ended = 'lost'
-  finish(tail, ended, run[3], ARGV[3])
-end
-local after = tonumber(ARGV[1])
-local first = tail - tonumber(run[4]) + 1
-local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
-if oldest and oldest[2][1] == 'f' then
-  local kept = tonumber(string.sub(oldest[1], 3))
-  if kept > first then first = kept end
-else
-  first = tail + 1
-end
-local start = after
-if first - 1 > start then start = first - 1 end
-local events = {}
-local last = start
-if start < tail then
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[3], '(0-' .. start, '+', 'COUNT', ARGV[2])) do
-    if entry[2][1] == 'f' then
-      last = tonumber(string.sub(entry[1], 3))
-      events[#events + 1] = {last, entry[2][2]}
-    end
-  end
-end
-local missed = first - after - 1
-if missed < 0 then missed = 0 end
-if last < tail or not ended then ended = '' end
-return {id, tail, ended, missed, events}
-`;
-
-/** A script and its SHA1, sent with EVALSHA and, the first time a server lacks it, EVAL. */
-interface Script {
-  source: string;
-  sha: string;
-}
-
-function script(source: string): Script {
-  return { source, sha: createHash('sha1').update(source).digest('hex') };
-}
-
-const SCRIPTS = {
-  open: script(OPEN),
-  append: script(APPEND),
-  renew: script(RENEW),
-  end: script(END),
-  abort: script(ABORT),
-  read: script(READ),
-};
 
 /** Per wake channel: the watchers' callbacks, and the SUBSCRIBE they wait for. */
 interface Channel {
@@ -217,9 +58,6 @@ function checkKey(key: unknown): asserts key is string {
   if (typeof key !== 'string' || key === '') throw new TypeError(`key: expected a non-empty string, got ${describe(key)}`);
 }
 
-function describe(value: unknown): string {
-  return typeof value === 'string' ? JSON.stringify(value) : value === null ? 'null' : typeof value;
-}
 
 /**
  * A {@link ResumeStore} on Redis Streams (Redis 6.2+, standalone or Cluster), for resumable streams served by many

@@ -2,11 +2,13 @@
  * `sseStream({ resume })`: the options, and what a request for a key does: start the run, or follow the one there is.
  */
 import type { Request } from 'express';
-import { describe, nonNegativeInteger, type Serializer } from '../encode.js';
-import type { ResponseStream, SseStream } from '../stream.js';
-import { follow } from './follow.js';
-import { defaultStore, runKey, RunStream } from './run.js';
-import { checkStore, resumePosition, storeWarning, type ResumeStore, type RunSettings } from './store.js';
+import { ERROR_MESSAGES, errorFrame, type Serializer } from '../encode.js';
+import { checkOptions, describe, nonNegativeInteger, optionNames, positiveTimerDelay } from '../options.js';
+import type { FrameSink, SseStream } from '../sse-stream.js';
+import { follow } from '../feed/follow.js';
+import { checkStore, resumePosition, storeWarning, type ResumeStore, type RunSettings } from '../store/contract.js';
+import { defaultStore } from '../store/default.js';
+import { runKey, RunStream } from './run.js';
 
 /** Options of `sseStream({ resume })`. */
 export interface ResumeOptions {
@@ -39,7 +41,10 @@ export interface ResumeOptions {
   lease?: number;
 }
 
-/** `resume` as validated once by `sseStream()`. */
+/**
+ * `resume` as validated once by `sseStream()`.
+ * @internal
+ */
 export interface ResolvedResume {
   keyOf: (req: Request) => string;
   store: ResumeStore;
@@ -47,22 +52,19 @@ export interface ResolvedResume {
   serialize: Serializer;
 }
 
-const KNOWN_OPTIONS = new Set(
-  Object.keys({ key: true, store: true, ttl: true, maxEvents: true, lease: true } satisfies Record<keyof ResumeOptions, true>),
-);
-const MAX_TIMER_MS = 2 ** 31 - 1;
+const KNOWN_OPTIONS = optionNames<ResumeOptions>({ key: true, store: true, ttl: true, maxEvents: true, lease: true });
 
-/** @throws TypeError naming the option (`resume.ttl`, …) for a bad value. */
+/**
+ * @throws TypeError naming the option (`resume.ttl`, …) for a bad value.
+ * @internal
+ */
 export function resolveResume(options: ResumeOptions, serialize: Serializer): ResolvedResume {
-  if (options === null || typeof options !== 'object') throw new TypeError(`resume: expected an object, got ${describe(options)}`);
-  for (const name of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(name)) throw new TypeError(`resume.${name}: not an option of resume`);
-  }
+  checkOptions(options, 'resume', KNOWN_OPTIONS, 'resume.', 'resume');
   const { key, store = defaultStore } = options;
   if (typeof key !== 'function') throw new TypeError(`resume.key: expected a function of the request, got ${describe(key)}`);
   checkStore(store, 'resume.store');
-  const ttl = positiveMilliseconds(options.ttl ?? 600_000, 'resume.ttl');
-  const lease = positiveMilliseconds(options.lease ?? 5_000, 'resume.lease');
+  const ttl = positiveTimerDelay(options.ttl ?? 600_000, 'resume.ttl');
+  const lease = positiveTimerDelay(options.lease ?? 5_000, 'resume.lease');
   const maxEvents = nonNegativeInteger(options.maxEvents ?? 10_000, 'resume.maxEvents');
   if (maxEvents === 0) throw new TypeError('resume.maxEvents: must be at least 1');
   return {
@@ -82,11 +84,12 @@ export function resolveResume(options: ResumeOptions, serialize: Serializer): Re
 /**
  * Serves one request of a resumable route: opens the run for `key`, starts the route (`startRoute`) when this
  * request created it, and makes the response follow the run from the client's `Last-Event-ID`.
+ * @internal
  */
 export async function serveResumable(
   resume: ResolvedResume,
   key: string,
-  response: ResponseStream,
+  response: FrameSink,
   lastEventId: string | undefined,
   startRoute: (run: SseStream) => void,
 ): Promise<void> {
@@ -97,7 +100,7 @@ export async function serveResumable(
     opened = await store.open(storeKey, settings);
   } catch (error) {
     storeWarning('open()', error);
-    response.push({ type: 'error', message: 'The stream is temporarily unavailable' });
+    response.writeFrame(errorFrame(ERROR_MESSAGES.unavailable));
     // Without `done`: the browser comes back later, and the run starts (or resumes) then.
     await response.closeForReconnect();
     return;
@@ -105,10 +108,4 @@ export async function serveResumable(
   if (opened.created) startRoute(new RunStream(store, storeKey, opened.runId, settings, serialize, lastEventId));
   const target = { store, key: storeKey, runId: opened.runId, poll: Math.max(1, Math.floor(settings.lease / 4)) };
   await follow(target, response, resumePosition(lastEventId, opened.runId));
-}
-
-function positiveMilliseconds(value: unknown, name: string): number {
-  const milliseconds = nonNegativeInteger(value, name);
-  if (milliseconds === 0 || milliseconds > MAX_TIMER_MS) throw new TypeError(`${name}: expected 1 to ${MAX_TIMER_MS} milliseconds, got ${milliseconds}`);
-  return milliseconds;
 }
