@@ -7,6 +7,7 @@
  * line, and no input can make a frame carry a field it was not given (CR, LF and NUL are refused where the
  * EventSource spec would read them as a field or event boundary).
  */
+import type { ErrorEventInfo } from './event-shapes.js';
 import { describe, nonNegativeInteger } from './options.js';
 
 /** Options of a single event; NDJSON streams ignore them. */
@@ -159,27 +160,20 @@ function idValue(id: unknown): string {
 }
 
 /**
- * The messages of the `{ type: "error" }` events the library sends itself, by why a stream stops.
+ * The errors the library reports to a client itself, as the route's error event (`sseStream({ errorEvent })`), by
+ * why a stream stops.
  * @internal
  */
-export const ERROR_MESSAGES = {
+export const LIBRARY_ERRORS = {
   /** The store failed: the client should come back later. */
-  unavailable: 'The stream is temporarily unavailable',
+  unavailable: { message: 'The stream is temporarily unavailable', status: 503 },
   /** The run is over or was replaced (a channel that was opened again). */
-  gone: 'The stream is no longer available',
+  gone: { message: 'The stream is no longer available', status: 410 },
   /** The run outlived its `ttl`. */
-  expired: 'The run took longer than its time limit and was stopped',
+  expired: { message: 'The run took longer than its time limit and was stopped', status: 504 },
   /** The run's producer vanished (its lease lapsed). */
-  lost: 'The run stopped unexpectedly',
-} as const;
-
-/**
- * A plain message event `{ "type": "error", message }`: the error event a route or the library sends.
- * @internal
- */
-export function errorFrame(message: string): string {
-  return `data: ${JSON.stringify({ type: 'error', message })}\n\n`;
-}
+  lost: { message: 'The run stopped unexpectedly', status: 500 },
+} as const satisfies Record<string, ErrorEventInfo>;
 
 /**
  * A plain message event `{ "type": "missed", count }`: events a follower can no longer get.

@@ -2,6 +2,7 @@
  * `sseErrorHandler()`: turns an error thrown after the stream's headers went out into an event the page can show.
  */
 import type { ErrorRequestHandler } from 'express';
+import { errorEventData, shapesOf } from './event-shapes.js';
 import type { SseStream } from './sse-stream.js';
 
 const GENERIC_MESSAGE = 'Internal Server Error';
@@ -12,6 +13,8 @@ const GENERIC_MESSAGE = 'Internal Server Error';
  * failing request has an open stream this sends a plain message event with data
  * `{ "type": "error", "message": <safe message> }` and closes the stream. Every other request goes on to `next(err)`,
  * except the abort of a stream whose client already left: the work stopping because of `res.sse.signal` is expected.
+ *
+ * The route's `sseStream({ errorEvent })` decides the event's data, given `{ message, status }` and the error.
  *
  * The message is the error's own only when it is marked safe to show (`expose: true`, as http-errors sets for
  * status < 500); otherwise it is `"Internal Server Error"`. Never a stack trace. Mount it after your routes, and
@@ -30,10 +33,16 @@ export function sseErrorHandler(): ErrorRequestHandler {
       if (!isAbortOf(stream, error)) next(error);
       return;
     }
+    const status = statusOf(error);
+    const info = { message: safeMessage(error, status), status };
     try {
-      stream.push({ type: 'error', message: safeMessage(error) });
+      stream.push(errorEventData(shapesOf(stream), info, error));
     } catch {
-      // Only a custom `serialize` that refuses a plain object gets here; the stream still ends cleanly below.
+      try {
+        stream.push({ type: 'error', message: info.message });
+      } catch {
+        // Only a custom `serialize` that refuses a plain object gets here; the stream still ends cleanly below.
+      }
     }
     // Ended, not dropped: a dropped connection makes EventSource reconnect and run the work again.
     void stream.close();
@@ -45,13 +54,23 @@ function isAbortOf(stream: SseStream, error: unknown): boolean {
   return error === reason || (typeof error === 'object' && error !== null && (error as { cause?: unknown }).cause === reason);
 }
 
-function safeMessage(error: unknown): string {
-  if (error === null || typeof error !== 'object') return GENERIC_MESSAGE;
+/** The HTTP status an error stands for: its own `status` or `statusCode` when it is one of 400–599, else 500. */
+function statusOf(error: unknown): number {
+  if (error === null || typeof error !== 'object') return 500;
   try {
-    const { expose, message, status, statusCode } = error as Partial<Record<'expose' | 'message' | 'status' | 'statusCode', unknown>>;
+    const { status, statusCode } = error as Partial<Record<'status' | 'statusCode', unknown>>;
     const code = status ?? statusCode;
-    const clientError = typeof code === 'number' && code >= 400 && code < 500;
-    return expose === true && clientError && typeof message === 'string' ? message : GENERIC_MESSAGE;
+    return typeof code === 'number' && Number.isInteger(code) && code >= 400 && code <= 599 ? code : 500;
+  } catch {
+    return 500;
+  }
+}
+
+function safeMessage(error: unknown, status: number): string {
+  if (status >= 500 || error === null || typeof error !== 'object') return GENERIC_MESSAGE;
+  try {
+    const { expose, message } = error as Partial<Record<'expose' | 'message', unknown>>;
+    return expose === true && typeof message === 'string' ? message : GENERIC_MESSAGE;
   } catch {
     return GENERIC_MESSAGE;
   }

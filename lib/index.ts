@@ -3,7 +3,9 @@ export { SseTransport, type SseTransportOptions, type LogRecord } from './transp
 export { currentStream } from './context.js';
 export { sseErrorHandler } from './error-handler.js';
 export { closeAllStreams, openStreamCount, type CloseAllOptions } from './shutdown.js';
-export type { SseStream, CloseReason, StreamSummary, Subscribable } from './sse-stream.js';
+export type { SseStream, CloseReason, StreamSummary, Subscribable, PipeSource, PipeOptions } from './sse-stream.js';
+export type { LogEvent, ErrorEventInfo, LogEventMapper, ErrorEventMapper } from './event-shapes.js';
+export { aiSdkUiMessageStream, openAiChatStream, type ProtocolPreset } from './presets.js';
 export type { PushOptions } from './encode.js';
 export { abortRun } from './resume/run.js';
 export { MemoryStore } from './store/memory.js';

@@ -7,6 +7,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { Request, RequestHandler } from 'express';
 import { runWithStream } from './context.js';
 import { NDJSON, SSE, type Serializer, type WireFormat } from './encode.js';
+import type { ErrorEventMapper, EventShapes, LogEventMapper } from './event-shapes.js';
 import { checkOptions, describe, nonNegativeInteger, optionalFunction, optionNames, timerDelay } from './options.js';
 import type { SseStream, StreamSummary } from './sse-stream.js';
 import { ResponseStream, type StreamSettings } from './stream.js';
@@ -68,6 +69,21 @@ export interface SseStreamOptions {
    * clients may follow one key. SSE format only. Default: none (each request runs the route).
    */
   resume?: ResumeOptions;
+  /**
+   * What this route's log events look like, for the client that reads it: `false` sends none (the OpenAI SDK
+   * would take a log event for a chunk), or a function of the `{ type: "log", level, message, ...fields }` record
+   * that returns the data to send, or `undefined` to drop the record. A function that throws drops its record.
+   * Used by `SseTransport` (and `sseDestination()` for pino). Default: the record as it is.
+   */
+  logEvent?: false | LogEventMapper;
+  /**
+   * What this route's error events look like: a function of `{ message, status }` (the safe message, and the HTTP
+   * status the error stands for) and the error itself, returning the data to send. Used by `sseErrorHandler()`
+   * (and so for errors `pipe()` rejects with), for the error events a resumable run stores, and for the ones the
+   * library writes itself (a run that expired or was lost, a store that failed). A function that throws, or returns
+   * `undefined`, gets the default. Default: `{ type: "error", message }`.
+   */
+  errorEvent?: ErrorEventMapper;
 }
 
 const DEFAULTS = {
@@ -87,6 +103,8 @@ const KNOWN_OPTIONS = optionNames<SseStreamOptions>({
   serialize: true,
   onClose: true,
   resume: true,
+  logEvent: true,
+  errorEvent: true,
 });
 
 /** One wire format, ready to serve: its content type and the stream settings built for it once. */
@@ -165,7 +183,8 @@ function resolveOptions(options: SseStreamOptions) {
   if (done !== undefined && typeof done !== 'string') throw new TypeError(`done: expected a string, got ${describe(done)}`);
   if (typeof serialize !== 'function') throw new TypeError(`serialize: expected a function, got ${describe(serialize)}`);
   optionalFunction(onClose, 'onClose');
-  const resume = options.resume === undefined ? undefined : resolveResume(options.resume, serialize);
+  const shapes = eventShapes(options);
+  const resume = options.resume === undefined ? undefined : resolveResume(options.resume, serialize, shapes);
   if (resume !== undefined && format !== 'sse') {
     throw new TypeError(`resume: needs format 'sse' (NDJSON has no event ids to resume from), got format ${describe(format)}`);
   }
@@ -175,6 +194,7 @@ function resolveOptions(options: SseStreamOptions) {
     settings: {
       wire,
       serialize,
+      shapes,
       heartbeat,
       highWaterMark,
       maxBuffer,
@@ -190,6 +210,14 @@ function resolveOptions(options: SseStreamOptions) {
     sse: served(SSE, 'text/event-stream; charset=utf-8'),
     ndjson: served(NDJSON, 'application/x-ndjson; charset=utf-8'),
   };
+}
+
+function eventShapes({ logEvent, errorEvent }: SseStreamOptions): EventShapes {
+  if (logEvent !== undefined && logEvent !== false && typeof logEvent !== 'function') {
+    throw new TypeError(`logEvent: expected false or a function of the log record, got ${describe(logEvent)}`);
+  }
+  optionalFunction(errorEvent, 'errorEvent');
+  return { log: logEvent, error: errorEvent };
 }
 
 function report(onClose: NonNullable<SseStreamOptions['onClose']>, summary: StreamSummary, req: Request): void {

@@ -5,7 +5,9 @@
  *
  * Types and two small helpers only: it knows no class that implements them.
  */
+import type { Readable } from 'node:stream';
 import type { PushOptions } from './encode.js';
+import type { ErrorEventInfo } from './event-shapes.js';
 
 /**
  * Why a stream closed: the client went away, it fell more than `maxBuffer` behind, the route closed it, or
@@ -13,6 +15,18 @@ import type { PushOptions } from './encode.js';
  * `abortRun()` stops it or its lease is lost (`'aborted'`), or when it outlives its `ttl` (`'expired'`).
  */
 export type CloseReason = 'disconnect' | 'overflow' | 'close' | 'shutdown' | 'aborted' | 'expired';
+
+/** What `res.sse.pipe()` reads from. */
+export type PipeSource<T = unknown> = AsyncIterable<T> | ReadableStream<T> | Readable;
+
+/** Options of `res.sse.pipe()`: the push options of every event, and a mapping of each item. */
+export interface PipeOptions<T = unknown> extends PushOptions {
+  /**
+   * Turns one item of the source into the data of its event; `undefined` skips the item. Bytes (`Uint8Array`,
+   * `Buffer`) are decoded as UTF-8 text before they reach it. Default: the item itself.
+   */
+  map?: (item: T) => unknown;
+}
 
 /** What one stream did, reported to `sseStream({ onClose })` when it has closed. */
 export interface StreamSummary {
@@ -42,6 +56,18 @@ export interface SseStream {
    * losing events: `for (const x of items) if (!(await res.sse.send(x))) break;`
    */
   send(data: unknown, options?: PushOptions): Promise<boolean>;
+  /**
+   * Sends every item of `source` as one event (through `send()`, so a slow client slows the source down), e.g. an
+   * LLM's token stream: `await res.sse.pipe(result.toUIMessageStream())`. Takes an async iterable, a web
+   * `ReadableStream` or a Node `Readable` (object mode, or bytes decoded as UTF-8 text). When the stream closes
+   * first (the client left, a resumable run was aborted) the source is cancelled: `reader.cancel()`, `destroy()`
+   * or `return()`, so the work behind it can stop. Resolves `true` when the source was sent whole, `false` when the
+   * stream closed first. Does not close the stream.
+   *
+   * @throws (as a rejection) what the source or `map` threw, so Express 5 routes it to `sseErrorHandler()`; a
+   * TypeError for a source that is none of the above, or an unknown option.
+   */
+  pipe<T>(source: PipeSource<T>, options?: PipeOptions<T>): Promise<boolean>;
   /** Sends a comment (`: text`), which clients ignore; a multi-line text becomes one comment line per line. */
   comment(text: string): void;
   /**
@@ -100,6 +126,8 @@ export interface FrameSink {
   writeFrame(frame: string): boolean;
   /** Resolves `true` once at most `highWaterMark` characters wait for the client, `false` if the stream closed. */
   writable(): Promise<boolean>;
+  /** Queues the route's error event (`sseStream({ errorEvent })`) for an error of the library's own. */
+  writeError(info: ErrorEventInfo): boolean;
   /** Ends the response with the stream's `done` terminator. */
   close(): Promise<void>;
   /**

@@ -7,7 +7,19 @@
  */
 import type { ServerResponse } from 'node:http';
 import { NDJSON, type PushOptions, type Serializer, type WireFormat } from './encode.js';
-import { abortReason, sendThen, type CloseReason, type FrameSink, type SseStream, type StreamSummary, type Subscribable } from './sse-stream.js';
+import { errorEventData, EVENT_SHAPES, type ErrorEventInfo, type EventShapes, type ShapedStream } from './event-shapes.js';
+import { pipe } from './pipe.js';
+import {
+  abortReason,
+  sendThen,
+  type CloseReason,
+  type FrameSink,
+  type PipeOptions,
+  type PipeSource,
+  type SseStream,
+  type StreamSummary,
+  type Subscribable,
+} from './sse-stream.js';
 import { openStreams } from './shutdown.js';
 
 /**
@@ -17,6 +29,8 @@ import { openStreams } from './shutdown.js';
 export interface StreamSettings {
   wire: WireFormat;
   serialize: Serializer;
+  /** What the route's log and error events look like. */
+  shapes: EventShapes;
   /** Milliseconds between heartbeats; 0 = none. */
   heartbeat: number;
   highWaterMark: number;
@@ -41,7 +55,7 @@ const NOT_SENT = Promise.resolve(false);
  * string chunks): bytes for ASCII, fewer than the bytes for other text.
  * @internal
  */
-export class ResponseStream implements SseStream, FrameSink {
+export class ResponseStream implements SseStream, FrameSink, ShapedStream {
   readonly lastEventId: string | undefined;
   readonly #response: FlushableResponse;
   readonly #settings: StreamSettings;
@@ -103,6 +117,10 @@ export class ResponseStream implements SseStream, FrameSink {
     return this.#abort.signal;
   }
 
+  get [EVENT_SHAPES](): EventShapes {
+    return this.#settings.shapes;
+  }
+
   get closed(): boolean {
     return this.#closeReason !== undefined;
   }
@@ -121,6 +139,22 @@ export class ResponseStream implements SseStream, FrameSink {
 
   send(data: unknown, options?: PushOptions): Promise<boolean> {
     return sendThen(() => this.push(data, options), () => this.writable());
+  }
+
+  pipe<T>(source: PipeSource<T>, options?: PipeOptions<T>): Promise<boolean> {
+    return pipe(this, source, options);
+  }
+
+  writeError(info: ErrorEventInfo): boolean {
+    const { wire, serialize, shapes } = this.#settings;
+    let frame: string;
+    try {
+      frame = wire.event(errorEventData(shapes, info, undefined), undefined, serialize);
+    } catch {
+      // A serializer that refuses the route's error data still lets the client learn what happened.
+      frame = wire.event({ type: 'error', message: info.message }, undefined, JSON.stringify);
+    }
+    return this.writeFrame(frame);
   }
 
   writeFrame(frame: string): boolean {

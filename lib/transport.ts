@@ -5,6 +5,7 @@ import type { Writable } from 'node:stream';
 import TransportStream from 'winston-transport';
 import { currentStream } from './context.js';
 import { fieldValue, type PushOptions } from './encode.js';
+import { shapesOf, type LogEvent, type LogEventMapper } from './event-shapes.js';
 import type { SseStream } from './sse-stream.js';
 
 /** Options of `SseTransport`. */
@@ -64,7 +65,7 @@ export class SseTransport extends TransportStream {
    */
   override _write(info: LogRecord, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     const stream = info[STREAM] as SseStream | undefined;
-    if (stream === undefined || stream.closed || this.#belowDefaultLevel(info)) {
+    if (stream === undefined || stream.closed || shapesOf(stream).log === false || this.#belowDefaultLevel(info)) {
       callback();
       return;
     }
@@ -124,29 +125,39 @@ function stampOnWrite(logger: Writable): void {
   } as Writable['write'];
 }
 
-/** Pushes one event per record; a log call must never fail because of what it logged, so nothing is thrown. */
+/**
+ * Pushes one event per record, shaped by the route's `logEvent`; a log call must never fail because of what it
+ * logged, so nothing is thrown.
+ */
 function forward(stream: SseStream, info: LogRecord, options: PushOptions | undefined): void {
-  let event: Record<string, unknown> | undefined;
+  const { log } = shapesOf(stream);
+  if (log === false) return;
+  let event: LogEvent | undefined;
   try {
     event = logEvent(info);
-    stream.push(event, options);
+    pushShaped(stream, log, event, options);
   } catch {
     try {
       // The record itself is an ancestor too: `record.self = record` must read "[Circular]", not a copy of it.
-      stream.push(jsonSafe(event ?? { type: 'log', message: '[Unreadable log record]' }, [info], 0), options);
+      pushShaped(stream, log, jsonSafe(event ?? { type: 'log', message: '[Unreadable log record]' }, [info], 0) as LogEvent, options);
     } catch {
-      // Only a custom serializer that rejects plain JSON values gets here; dropping the record beats throwing.
+      // A custom serializer that rejects plain JSON values, or a `logEvent` that throws: the record is dropped.
     }
   }
+}
+
+function pushShaped(stream: SseStream, log: LogEventMapper | undefined, event: LogEvent, options: PushOptions | undefined): void {
+  const data = log === undefined ? event : log(event);
+  if (data !== undefined) stream.push(data, options);
 }
 
 /**
  * `{ type: 'log', level, message, ...fields }`, reading each field once and surviving getters that throw. Function
  * values are left out (JSON would drop them anyway), so a record's own `toJSON` cannot replace the event.
  */
-function logEvent(info: LogRecord): Record<string, unknown> {
+function logEvent(info: LogRecord): LogEvent {
   // `message` is read even when not enumerable: `logger.error(new Error('x'))` makes the Error itself the record.
-  const event: Record<string, unknown> = { type: 'log', level: info[RAW_LEVEL] ?? read(info, 'level'), message: read(info, 'message') };
+  const event: LogEvent = { type: 'log', level: info[RAW_LEVEL] ?? read(info, 'level'), message: read(info, 'message') };
   for (const key of Object.keys(info)) {
     if (key === 'type' || key === 'level' || key === 'message') continue;
     const value = read(info, key);

@@ -3,7 +3,7 @@
  * in a resume store that never ends by itself: pushes append to it (from any instance, with the Redis store), and
  * each subscribed response follows it through the same feed as resumable runs.
  */
-import { ERROR_MESSAGES, errorFrame, SSE, type PushOptions, type Serializer } from '../encode.js';
+import { LIBRARY_ERRORS, SSE, type PushOptions, type Serializer } from '../encode.js';
 import { checkOptions, describe, MAX_TIMER_MS, nonNegativeInteger, optionNames } from '../options.js';
 import { sendThen, type FrameSink, type Subscribable } from '../sse-stream.js';
 import { Appender } from '../feed/append.js';
@@ -159,7 +159,7 @@ class Channel implements SseChannel {
         runId = await opened;
       } catch {
         reopen();
-        response.writeFrame(errorFrame(ERROR_MESSAGES.unavailable));
+        response.writeError(LIBRARY_ERRORS.unavailable);
         return await response.closeForReconnect();
       }
       // A client that sends an id of another run (the channel was opened again while it was away) missed all of this one.

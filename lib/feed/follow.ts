@@ -7,7 +7,8 @@
  * client that falls behind (more than `highWaterMark` waiting) leaves the feed and catches up on its own, from the
  * store, without slowing the others.
  */
-import { ERROR_MESSAGES, errorFrame, missedFrame } from '../encode.js';
+import { LIBRARY_ERRORS, missedFrame } from '../encode.js';
+import type { ErrorEventInfo } from '../event-shapes.js';
 import type { FrameSink } from '../sse-stream.js';
 import { storeWarning, type ReadResult, type ResumeStore, type RunEnd, type StoredEvent } from '../store/contract.js';
 
@@ -19,12 +20,12 @@ const MAX_FAILURES = 3;
 /** Why a follower stops other than by its client leaving: how the run ended, or what went wrong. */
 type Stop = RunEnd | 'gone' | 'unavailable';
 
-/** The `{ type: "error" }` frames a follower writes itself, by why it stops; encoded once per process. */
-const FAILURE_FRAMES: Partial<Record<Stop, string>> = {
-  expired: errorFrame(ERROR_MESSAGES.expired),
-  lost: errorFrame(ERROR_MESSAGES.lost),
-  gone: errorFrame(ERROR_MESSAGES.gone),
-  unavailable: errorFrame(ERROR_MESSAGES.unavailable),
+/** The errors a follower reports itself, as its route's error event, by why it stops. */
+const FAILURES: Partial<Record<Stop, ErrorEventInfo>> = {
+  expired: LIBRARY_ERRORS.expired,
+  lost: LIBRARY_ERRORS.lost,
+  gone: LIBRARY_ERRORS.gone,
+  unavailable: LIBRARY_ERRORS.unavailable,
 };
 
 /**
@@ -84,8 +85,8 @@ class Follower {
   end(why: Stop, reopen: (() => void) | undefined): void {
     const stop = reopen !== undefined && why !== 'unavailable' ? 'gone' : why;
     if (stop === 'gone') reopen?.();
-    const frame = FAILURE_FRAMES[stop];
-    if (frame !== undefined) this.response.writeFrame(frame);
+    const failure = FAILURES[stop];
+    if (failure !== undefined) this.response.writeError(failure);
     const reconnect = stop === 'unavailable' || reopen !== undefined;
     void (reconnect ? this.response.closeForReconnect() : this.response.close()).then(this.#done);
   }

@@ -3,7 +3,9 @@
  * response, so it outlives its connection and any number of clients can follow it.
  */
 import { SSE, type PushOptions, type Serializer } from '../encode.js';
-import { abortReason, sendThen, type CloseReason, type SseStream } from '../sse-stream.js';
+import { EVENT_SHAPES, type EventShapes, type ShapedStream } from '../event-shapes.js';
+import { pipe } from '../pipe.js';
+import { abortReason, sendThen, type CloseReason, type PipeOptions, type PipeSource, type SseStream } from '../sse-stream.js';
 import { Appender } from '../feed/append.js';
 import { checkStore, storeWarning, type ResumeStore, type RunEnd, type RunSettings } from '../store/contract.js';
 import { defaultStore } from '../store/default.js';
@@ -27,12 +29,13 @@ export function runKey(key: string): string {
  * aborts on `abortRun()`, a lost lease or `ttl`, not when a client disconnects.
  * @internal
  */
-export class RunStream implements SseStream {
+export class RunStream implements SseStream, ShapedStream {
   readonly lastEventId: string | undefined;
   readonly #store: ResumeStore;
   readonly #key: string;
   readonly #runId: string;
   readonly #serialize: Serializer;
+  readonly [EVENT_SHAPES]: EventShapes;
   readonly #abort = new AbortController();
   readonly #renewal: NodeJS.Timeout;
   readonly #expiry: NodeJS.Timeout;
@@ -40,11 +43,19 @@ export class RunStream implements SseStream {
   #closeReason: CloseReason | undefined;
   #closing: Promise<void> | undefined;
 
-  constructor(store: ResumeStore, key: string, runId: string, settings: RunSettings, serialize: Serializer, lastEventId: string | undefined) {
+  constructor(
+    store: ResumeStore,
+    key: string,
+    runId: string,
+    settings: RunSettings,
+    encoding: { serialize: Serializer; shapes: EventShapes },
+    lastEventId: string | undefined,
+  ) {
     this.#store = store;
     this.#key = key;
     this.#runId = runId;
-    this.#serialize = serialize;
+    this.#serialize = encoding.serialize;
+    this[EVENT_SHAPES] = encoding.shapes;
     this.lastEventId = lastEventId;
     this.#appender = new Appender(store, key, runId, { maxEvents: settings.maxEvents, onRefused: () => this.#end('aborted') });
     this.#renewal = setInterval(() => this.#renew(), Math.max(1, Math.floor(settings.lease * 0.2)));
@@ -77,6 +88,10 @@ export class RunStream implements SseStream {
 
   send(data: unknown, options?: PushOptions): Promise<boolean> {
     return sendThen(() => this.push(data, options), () => this.#appender.durable());
+  }
+
+  pipe<T>(source: PipeSource<T>, options?: PipeOptions<T>): Promise<boolean> {
+    return pipe(this, source, options);
   }
 
   /** Comments are not events, so a run stores none: this only checks `text`, as every stream's `comment()` does. */

@@ -2,7 +2,8 @@
  * `sseStream({ resume })`: the options, and what a request for a key does: start the run, or follow the one there is.
  */
 import type { Request } from 'express';
-import { ERROR_MESSAGES, errorFrame, type Serializer } from '../encode.js';
+import { LIBRARY_ERRORS, type Serializer } from '../encode.js';
+import type { EventShapes } from '../event-shapes.js';
 import { checkOptions, describe, nonNegativeInteger, optionNames, positiveTimerDelay } from '../options.js';
 import type { FrameSink, SseStream } from '../sse-stream.js';
 import { follow } from '../feed/follow.js';
@@ -50,6 +51,7 @@ export interface ResolvedResume {
   store: ResumeStore;
   settings: RunSettings;
   serialize: Serializer;
+  shapes: EventShapes;
 }
 
 const KNOWN_OPTIONS = optionNames<ResumeOptions>({ key: true, store: true, ttl: true, maxEvents: true, lease: true });
@@ -58,7 +60,7 @@ const KNOWN_OPTIONS = optionNames<ResumeOptions>({ key: true, store: true, ttl: 
  * @throws TypeError naming the option (`resume.ttl`, …) for a bad value.
  * @internal
  */
-export function resolveResume(options: ResumeOptions, serialize: Serializer): ResolvedResume {
+export function resolveResume(options: ResumeOptions, serialize: Serializer, shapes: EventShapes): ResolvedResume {
   checkOptions(options, 'resume', KNOWN_OPTIONS, 'resume.', 'resume');
   const { key, store = defaultStore } = options;
   if (typeof key !== 'function') throw new TypeError(`resume.key: expected a function of the request, got ${describe(key)}`);
@@ -78,6 +80,7 @@ export function resolveResume(options: ResumeOptions, serialize: Serializer): Re
     store,
     settings: { ttl, lease, maxEvents },
     serialize,
+    shapes,
   };
 }
 
@@ -93,19 +96,19 @@ export async function serveResumable(
   lastEventId: string | undefined,
   startRoute: (run: SseStream) => void,
 ): Promise<void> {
-  const { store, settings, serialize } = resume;
+  const { store, settings } = resume;
   const storeKey = runKey(key);
   let opened;
   try {
     opened = await store.open(storeKey, settings);
   } catch (error) {
     storeWarning('open()', error);
-    response.writeFrame(errorFrame(ERROR_MESSAGES.unavailable));
+    response.writeError(LIBRARY_ERRORS.unavailable);
     // Without `done`: the browser comes back later, and the run starts (or resumes) then.
     await response.closeForReconnect();
     return;
   }
-  if (opened.created) startRoute(new RunStream(store, storeKey, opened.runId, settings, serialize, lastEventId));
+  if (opened.created) startRoute(new RunStream(store, storeKey, opened.runId, settings, resume, lastEventId));
   const target = { store, key: storeKey, runId: opened.runId, poll: Math.max(1, Math.floor(settings.lease / 4)) };
   await follow(target, response, resumePosition(lastEventId, opened.runId));
 }
