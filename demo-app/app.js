@@ -21,11 +21,13 @@ const { logger: appLogger } = require('./logger');
 const MAX_MESSAGE_LENGTH = 500;
 
 /**
- * The browser modules the page imports: the library's client, as built to dist/esm (`npm start` builds it), and the
- * ES module build of the one package it imports, which the page's import map resolves `eventsource-parser` to.
+ * The browser modules the page imports: the library's client, as built to dist/esm (`npm start` builds it): its
+ * folder and the one module of the library it imports; and the ES module build of the one package it imports,
+ * which the page's import map resolves `eventsource-parser` to.
  */
+const LIBRARY_ESM = path.join(path.dirname(require.resolve('express-sse-context/package.json')), 'dist/esm');
 const BROWSER_MODULES = {
-  '/vendor/express-sse-context/client.js': path.join(path.dirname(require.resolve('express-sse-context/package.json')), 'dist/esm/client.js'),
+  '/vendor/express-sse-context/options.js': path.join(LIBRARY_ESM, 'options.js'),
   '/vendor/eventsource-parser.js': path.join(path.dirname(require.resolve('eventsource-parser/package.json')), 'dist/index.js'),
 };
 
@@ -46,6 +48,7 @@ function createApp({ stepDelayMs, tokenDelayMs, logger = appLogger } = {}) {
   app.use(compression());
   app.use(express.static(path.join(__dirname, 'public')));
   for (const [route, file] of Object.entries(BROWSER_MODULES)) app.get(route, (_req, res) => res.sendFile(file));
+  app.use('/vendor/express-sse-context/client', express.static(path.join(LIBRARY_ESM, 'client'), { extensions: false, index: false }));
 
   // One stream setup for both routes: `close()` sends `data: [DONE]` last, which tells the page to close its
   // EventSource instead of reconnecting (and running the agent again).

@@ -72,11 +72,19 @@ describe('agent console, POST through readEvents(), in Chromium', () => {
     expect(lines).toContain('Answer complete');
     expect(await page.isHidden('#error-banner')).toBe(true);
     expect(errors).toEqual([]);
-    // The library's client from dist/esm, and eventsource-parser through the import map, both as JavaScript.
-    expect(modules.sort()).toEqual([
-      '200 /vendor/eventsource-parser.js text/javascript; charset=utf-8',
-      '200 /vendor/express-sse-context/client.js text/javascript; charset=utf-8',
-    ]);
+    // The library's client from dist/esm (its modules, and the option checks they share), and eventsource-parser
+    // through the import map, all as JavaScript.
+    expect(modules.sort()).toEqual(
+      [
+        'eventsource-parser.js',
+        'express-sse-context/client/decoders.js',
+        'express-sse-context/client/errors.js',
+        'express-sse-context/client/index.js',
+        'express-sse-context/client/plan.js',
+        'express-sse-context/client/response.js',
+        'express-sse-context/options.js',
+      ].map((file) => `200 /vendor/${file} text/javascript; charset=utf-8`),
+    );
     await page.close();
   });
 

@@ -194,7 +194,7 @@
     const own = { close: () => controller.abort() };
     source = own;
     try {
-      client ??= await import('/vendor/express-sse-context/client.js');
+      client ??= await import('/vendor/express-sse-context/client/index.js');
       const events = client.readEvents('/chat/stream', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
