@@ -90,6 +90,8 @@ type FlushableResponse = ServerResponse & { flush?: () => void };
 
 const SENT = Promise.resolve(true);
 const NOT_SENT = Promise.resolve(false);
+/** The serializer of `pushJson()`: its data is text already. */
+const asText: Serializer = (value) => value as string;
 
 const ABORT_MESSAGES: Record<CloseReason, string> = {
   disconnect: 'The client disconnected',
@@ -187,6 +189,19 @@ export class ResponseStream implements SseStream {
 
   send(data: unknown, options?: PushOptions): Promise<boolean> {
     return sendThen(() => this.push(data, options), () => this.writable());
+  }
+
+  /**
+   * For log destinations (`sseDestination()`): queues one event whose data is JSON text already, sent as it is in
+   * SSE and NDJSON alike (`serialize` is not applied). An event larger than `maxBuffer` on its own is not sent and
+   * the stream stays open. Returns `false` when nothing was sent.
+   */
+  pushJson(json: string, options?: PushOptions): boolean {
+    if (this.#closeReason !== undefined) return false;
+    const frame = this.#settings.wire.event(json, options, asText);
+    if (frame.length > this.#settings.maxBuffer || !this.#enqueue(frame)) return false;
+    this.#events += 1;
+    return true;
   }
 
   /**
