@@ -146,9 +146,10 @@ function forward(
     json = (hooked ? undefined : spliced(line, name, messageKey)) ?? rebuilt(line, name, messageKey);
   } else {
     // Without pino's metadata (write() called by other code): the level is the one in the line.
-    json = rebuilt(line, undefined, messageKey, (name) => {
-      const value = typeof name === 'number' ? name : (levels?.values?.[name] ?? STANDARD_VALUES[name]);
-      return value !== undefined && value >= minimum;
+    json = rebuilt(line, undefined, messageKey, (found) => {
+      const value = typeof found === 'number' ? found : (levels?.values?.[found] ?? STANDARD_VALUES[found]);
+      if (value === undefined || value < minimum) return undefined;
+      return typeof found === 'number' ? (levels?.labels?.[found] ?? STANDARD_LABELS[found] ?? found) : found;
     });
   }
   if (json === undefined) return;
@@ -249,14 +250,14 @@ function escaped(text: string, index: number): boolean {
 /**
  * The exact path: checks that the line is one JSON object, then copies its top-level members as text, in order,
  * except `type`, `level`, `message` and the message key; the message is the last message-key member (the one
- * `JSON.parse` would keep). Without a known `level`, the level is the line's last `level` member, and `accept` says
- * whether it is sent. `undefined` for a line that is not a JSON object, or a level not accepted.
+ * `JSON.parse` would keep). Without a known `level`, the level is the line's last `level` member as `accept` names
+ * it, or `undefined` to send nothing. `undefined` for a line that is not a JSON object, or a level not accepted.
  */
 function rebuilt(
   line: string,
   level: string | number | undefined,
   messageKey: string,
-  accept?: (name: string | number) => boolean,
+  accept?: (found: string | number) => string | number | undefined,
 ): string | undefined {
   let parsed: unknown;
   try {
@@ -274,9 +275,9 @@ function rebuilt(
     else if (!RESERVED.includes(key)) fields += `,${rawKey}:${value}`;
   });
   if (level === undefined) {
-    if (typeof found !== 'string' && typeof found !== 'number') return undefined;
-    if (accept !== undefined && !accept(found)) return undefined;
-    level = found;
+    if ((typeof found !== 'string' && typeof found !== 'number') || accept === undefined) return undefined;
+    level = accept(found);
+    if (level === undefined) return undefined;
   }
   return `{"type":"log","level":${JSON.stringify(level)}${message === undefined ? '' : `,"message":${message}`}${fields}}`;
 }
