@@ -184,7 +184,6 @@ const QUOTE = 34;
 const BACKSLASH = 92;
 const CLOSE_BRACE = 125;
 const COMMA = 44;
-const NUMBER = /^-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 
 /**
  * The fast path, for the line pino writes by default: `{"level":30,...fields,"msg":"text"}` and a line break. The
@@ -194,32 +193,58 @@ const NUMBER = /^-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
  */
 function spliced(line: string, level: string | number, messageKey: string): string | undefined {
   const end = objectEnd(line);
-  if (end < 0 || !line.startsWith('{"level":')) return undefined;
   // The level's value: pino's number, or the name a `formatters.level` returned.
-  let rest: number;
-  if (line.charCodeAt(9) === QUOTE) {
-    const close = line.indexOf('"', 10);
-    if (close < 0 || line.lastIndexOf('\\', close) > 9) return undefined;
-    rest = close + 1;
-  } else {
-    rest = 9;
-    while (rest < end && line.charCodeAt(rest) !== COMMA && line.charCodeAt(rest) !== CLOSE_BRACE) rest += 1;
-    if (!NUMBER.test(line.slice(9, rest))) return undefined;
-  }
-  const next = line.charCodeAt(rest);
-  if (next !== COMMA && rest !== end) return undefined;
+  const head = end < 0 ? null : LEVEL_HEAD.exec(line);
+  if (head === null) return undefined;
+  const rest = head[0].length;
   // pino writes the message last: `,"msg":"..."}`.
-  const key = `,${JSON.stringify(messageKey)}:`;
-  const at = line.lastIndexOf(key, end);
+  const text = messageKeyText(messageKey);
+  const at = line.lastIndexOf(text.member, end);
   let message = '';
   let fieldsEnd = end;
-  if (at >= rest && isLastString(line, at + key.length, end)) {
-    message = `,"message":${line.slice(at + key.length, end)}`;
+  if (at >= rest && isLastString(line, at + text.member.length, end)) {
+    message = `,"message":${line.slice(at + text.member.length, end)}`;
     fieldsEnd = at;
   }
   const fields = line.slice(rest, fieldsEnd);
-  if (fields.includes(`${JSON.stringify(messageKey)}:`) || RESERVED.some((name) => fields.includes(`"${name}":`))) return undefined;
-  return `{"type":"log","level":${JSON.stringify(level)}${message}${fields}}`;
+  // Anywhere, even nested: a rare false alarm only costs the exact path.
+  if (text.reserved.test(fields)) return undefined;
+  return `${eventStart(level)}${message}${fields}}`;
+}
+
+/** `{"level":30` or `{"level":"info"`, followed by `,` or `}`. */
+const LEVEL_HEAD = /^\{"level":(?:-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|"[^"\\]*")(?=[,}])/;
+
+interface KeyText {
+  key: string;
+  /** `,"msg":`, as pino writes the message member. */
+  member: string;
+  /** Finds a member named `type`, `level`, `message` or the message key. */
+  reserved: RegExp;
+}
+
+/** The message key as it appears in a line; the last one asked for is kept. */
+let keyText: KeyText = textOf('msg');
+function messageKeyText(key: string): KeyText {
+  if (keyText.key !== key) keyText = textOf(key);
+  return keyText;
+}
+
+function textOf(key: string): KeyText {
+  const quoted = JSON.stringify(key);
+  const names = [...RESERVED, quoted.slice(1, -1)].map((name) => name.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&'));
+  return { key, member: `,${quoted}:`, reserved: new RegExp(`"(?:${names.join('|')})":`) };
+}
+
+/** `{"type":"log","level":"info"`, made once per level. */
+const eventStarts = new Map<string | number, string>();
+function eventStart(level: string | number): string {
+  let start = eventStarts.get(level);
+  if (start === undefined) {
+    start = `{"type":"log","level":${JSON.stringify(level)}`;
+    if (eventStarts.size < 256) eventStarts.set(level, start);
+  }
+  return start;
 }
 
 /** Where the closing brace of a line that ends with `}` and any line break is, or -1. */
@@ -279,7 +304,7 @@ function rebuilt(
     level = accept(found);
     if (level === undefined) return undefined;
   }
-  return `{"type":"log","level":${JSON.stringify(level)}${message === undefined ? '' : `,"message":${message}`}${fields}}`;
+  return `${eventStart(level)}${message === undefined ? '' : `,"message":${message}`}${fields}}`;
 }
 
 const WHITESPACE = /\s/;
