@@ -53,6 +53,8 @@ const warnOnly = pino({ level: 'trace', base: undefined, timestamp: false }, pin
 const auditOnly = pino({ level: 'trace', base: undefined, timestamp: false, customLevels: { audit: 35 } }, pino.multistream([
   { stream: sseDestination({ level: 'audit' }), level: 'trace' },
 ]));
+// A bare destination in the array: pino.multistream reads its entry level from the destination's level property.
+const bareDebug = pino({ level: 'debug', base: undefined, timestamp: false }, pino.multistream([sseDestination({ level: 'debug', event: 'bare' })]));
 const named = pino({ base: undefined, timestamp: false }, sseDestination({ event: 'log-line' }));
 const httpLog = withSibling({ redact: ['req.headers.authorization', 'req.headers.cookie'], base: undefined });
 const http = pinoHttp({ logger: httpLog.logger, autoLogging: false });
@@ -370,12 +372,14 @@ describe('sseDestination safety', () => {
       warnOnly.warn('warn, 40');
       (auditOnly as Logger<'audit'>).info('info, below audit');
       (auditOnly as Logger<'audit'>).audit('audit');
+      bareDebug.debug('bare debug');
     });
     const events = await session.finish();
     const plainEvents = events.filter((event) => event.event === undefined).map((event) => parseObject(event.data).message);
     const verbose = events.filter((event) => event.event === 'debug-log').map((event) => parseObject(event.data).message);
     expect(plainEvents).toEqual(['progress', 'warn, 40', 'audit']);
     expect(verbose).toEqual(['internal detail', 'progress']);
+    expect(events.filter((event) => event.event === 'bare').map((event) => parseObject(event.data).message)).toEqual(['bare debug']);
   });
 
   it('names its events with the event option; sends the same events in an NDJSON stream and in a resumable run', async () => {
