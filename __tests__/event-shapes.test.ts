@@ -1,10 +1,12 @@
 import express from 'express';
+import pino from 'pino';
 import winston from 'winston';
-import { MemoryStore, sseErrorHandler, sseStream, SseTransport, type LogEvent } from '../lib';
+import { MemoryStore, sseDestination, sseErrorHandler, sseStream, SseTransport, type LogEvent } from '../lib';
 import { wrapStore } from './helpers/stores';
 import { listen, openStream, type TestServer } from './helpers/sse-client';
 
 const logger = winston.createLogger({ level: 'debug', transports: [new SseTransport()] });
+const pinoLogger = pino({ base: undefined, timestamp: false }, sseDestination());
 
 /** Logs a few records (one of them marked for the mapper to drop or to choke on), then pushes and closes. */
 async function logThenAnswer(res: express.Response): Promise<void> {
@@ -23,6 +25,18 @@ describe('sseStream({ logEvent, errorEvent }): the route decides what its log an
     const app = express();
     app.get('/plain', sseStream({ heartbeat: 0 }), (_req, res) => logThenAnswer(res));
     app.get('/no-logs', sseStream({ heartbeat: 0, logEvent: false }), (_req, res) => logThenAnswer(res));
+    const pinoRoute = async (_req: express.Request, res: express.Response): Promise<void> => {
+      pinoLogger.info({ query: 'otters' }, 'searching');
+      pinoLogger.warn({ drop: true }, 'slow source');
+      res.sse.push({ type: 'answer' });
+      await res.sse.close();
+    };
+    app.get('/pino-no-logs', sseStream({ heartbeat: 0, logEvent: false }), pinoRoute);
+    app.get(
+      '/pino-mapped',
+      sseStream({ heartbeat: 0, logEvent: ({ level, message, drop }: LogEvent) => (drop === true ? undefined : { kind: 'log', text: `${String(level)}: ${String(message)}` }) }),
+      pinoRoute,
+    );
     app.get(
       '/mapped',
       sseStream({
@@ -105,6 +119,11 @@ describe('sseStream({ logEvent, errorEvent }): the route decides what its log an
 
   test('a logEvent function shapes each record, and undefined drops it', async () => {
     expect(await dataOf('/mapped')).toEqual(['{"kind":"log","text":"info: searching"}', '{"kind":"log","text":"info: drafting"}', '{"type":"answer"}']);
+  });
+
+  test("pino's records through sseDestination() follow the route's logEvent too", async () => {
+    expect(await dataOf('/pino-no-logs')).toEqual(['{"type":"answer"}']);
+    expect(await dataOf('/pino-mapped')).toEqual(['{"kind":"log","text":"info: searching"}', '{"type":"answer"}']);
   });
 
   test('a logEvent that throws drops that record only; logger.info() does not throw', async () => {

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 
-const PACKAGES = ['express', 'better-sse', 'hono', '@hono/node-server', 'compression', 'winston', 'winston-transport', 'eventsource-parser', 'ioredis'];
+const PACKAGES = ['express', 'better-sse', 'hono', '@hono/node-server', 'compression', 'winston', 'winston-transport', 'pino', 'eventsource-parser', 'ioredis'];
 
 /** The machine, the versions and the library's commit; `root` is the project's directory. */
 export function machine(root) {
@@ -47,6 +47,7 @@ const LABELS = {
   hono: 'Hono streamSSE',
   lib: 'express-sse-context',
   'lib-transport': 'express-sse-context, SseTransport',
+  'lib-pino': 'express-sse-context, pino + sseDestination',
   'lib-compression': 'express-sse-context + compression()',
   'lib-memory': 'express-sse-context, resume, MemoryStore',
   'lib-redis': 'express-sse-context, resume, RedisStore',
@@ -119,7 +120,7 @@ const TABLES = {
   },
   forward: {
     title: (p) => `5. Log forwarding: ${p.n.toLocaleString('en')} records on one stream`,
-    about: 'The same record `{"type":"log","level":"info","message":"bench",…}` sent with `res.sse.push()` or logged with `logger.info()` through `SseTransport` (winston\'s default format), in the same loop: neither has a backpressure signal, so it gives a macrotask turn every 100 records and then waits for `drain` while the response is full.',
+    about: 'The same record `{"type":"log","level":"info","message":"bench",…}` sent with `res.sse.push()`, logged with winston\'s `logger.info()` through `SseTransport` (winston\'s default format), or logged with pino\'s `logger.info()` through `sseDestination()` (pino\'s only destination, `base: undefined, timestamp: false`), in the same loop: none has a backpressure signal, so it gives a macrotask turn every 100 records and then waits for `drain` while the response is full.',
     base: 'lib',
     metric: ['events/s', (r) => r.eventsPerSec, rate],
     higherIsBetter: true,
@@ -232,7 +233,8 @@ function table(head, rows) {
 // ---- summary and targets --------------------------------------------------------------------------------------------
 
 function summary(results) {
-  const impls = Object.keys(LABELS).filter((impl) => Object.values(results).some((cells) => cells[impl]));
+  const summarized = Object.entries(TABLES).filter(([name, spec]) => results[name] && spec.base === undefined && spec.summary !== false);
+  const impls = Object.keys(LABELS).filter((impl) => summarized.some(([name]) => results[name][impl]));
   const rows = [];
   for (const [name, spec] of Object.entries(TABLES)) {
     const cells = results[name];

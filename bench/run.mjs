@@ -43,8 +43,10 @@ const IMPLEMENTATIONS = [
   { name: 'lib', file: 'lib.mjs' },
   { name: 'lib-transport', file: 'lib-transport.mjs' },
   { name: 'lib-compression', file: 'lib.mjs', args: ['--compression'] },
+  // Serves /forward only: the log-forwarding workload's pino row.
+  { name: 'lib-pino', file: 'lib-pino.mjs', forwardOnly: true },
 ];
-const ALL = IMPLEMENTATIONS.map((impl) => impl.name);
+const ALL = IMPLEMENTATIONS.filter((impl) => !impl.forwardOnly).map((impl) => impl.name);
 
 /**
  * The servers of the fan-out and broadcast workloads, which serve other routes (bench/servers/fanout.mjs,
@@ -69,7 +71,7 @@ const WORKLOADS = [
   { name: 'burst', impls: ALL, params: { clients: 500, n: quick ? 100 : 200 } },
   { name: 'tick', impls: ALL, params: { clients: 200, n: quick ? 50 : 300, interval: 10 } },
   { name: 'idle', impls: ALL, params: { clients: quick ? 1000 : 2000 } },
-  { name: 'forward', impls: ['lib', 'lib-transport'], params: { n: quick ? 50_000 : 200_000 } },
+  { name: 'forward', impls: ['lib', 'lib-transport', 'lib-pino'], params: { n: quick ? 50_000 : 200_000 } },
   // Enough events to overflow the kernel's socket buffers on loopback (several MB), or nothing waits in the server.
   { name: 'stall', impls: ALL, runs: 1, params: { n: quick ? 100_000 : 200_000, pause: quick ? 500 : 1000 } },
   { name: 'logger', impls: [], params: { calls: quick ? 20_000 : 50_000, rounds: quick ? 6 : 10 } },

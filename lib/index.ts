@@ -1,5 +1,6 @@
 export { sseStream, type SseStreamOptions } from './middleware.js';
 export { SseTransport, type SseTransportOptions, type LogRecord } from './transport.js';
+export { sseDestination, type SseDestination, type SseDestinationOptions } from './pino.js';
 export { currentStream } from './context.js';
 export { sseErrorHandler } from './error-handler.js';
 export { closeAllStreams, openStreamCount, type CloseAllOptions } from './shutdown.js';

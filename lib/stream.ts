@@ -46,6 +46,8 @@ type FlushableResponse = ServerResponse & { flush?: () => void };
 
 const SENT = Promise.resolve(true);
 const NOT_SENT = Promise.resolve(false);
+/** The serializer of `pushJson()`: its data is text already. */
+const asText: Serializer = (value) => value as string;
 
 /**
  * The `SseStream` behind `res.sse`; created by `sseStream()`, never by users.
@@ -155,6 +157,19 @@ export class ResponseStream implements SseStream, FrameSink, ShapedStream {
       frame = wire.event({ type: 'error', message: info.message }, undefined, JSON.stringify);
     }
     return this.writeFrame(frame);
+  }
+
+  /**
+   * For log destinations (`sseDestination()`): queues one event whose data is JSON text already, sent as it is in
+   * SSE and NDJSON alike (`serialize` is not applied). An event larger than `maxBuffer` on its own is not sent and
+   * the stream stays open. Returns `false` when nothing was sent.
+   */
+  pushJson(json: string, options?: PushOptions): boolean {
+    if (this.#closeReason !== undefined) return false;
+    const frame = this.#settings.wire.event(json, options, asText);
+    if (frame.length > this.#settings.maxBuffer || !this.#enqueue(frame)) return false;
+    this.#events += 1;
+    return true;
   }
 
   writeFrame(frame: string): boolean {
