@@ -10,6 +10,7 @@ export { aiSdkUiMessageStream, openAiChatStream, type ProtocolPreset } from './p
 export type { PushOptions } from './encode.js';
 export { abortRun } from './resume/run.js';
 export { MemoryStore } from './store/memory.js';
-export type { ResumeOptions } from './resume/serve.js';
+export type { ResumeOptions, ResumeMode } from './resume/serve.js';
 export type { ResumeStore, RunSettings, RunEnd, OpenedRun, StoredEvent, ReadResult } from './store/contract.js';
+export { StoreFullError } from './store/contract.js';
 export { sseChannel, type SseChannel, type SseChannelOptions } from './channel/channel.js';

@@ -11,7 +11,7 @@ import type { ErrorEventMapper, EventShapes, LogEventMapper } from './event-shap
 import { checkOptions, describe, nonNegativeInteger, optionalFunction, optionNames, timerDelay } from './options.js';
 import type { SseStream, StreamSummary } from './sse-stream.js';
 import { ResponseStream, type StreamSettings } from './stream.js';
-import { resolveResume, serveResumable, type ResumeOptions } from './resume/serve.js';
+import { openRun, resolveResume, serveRun, type ResumeOptions } from './resume/serve.js';
 
 declare global {
   namespace Express {
@@ -121,6 +121,11 @@ interface Served {
  * route inside the stream's async context, so `currentStream()` and `SseTransport` find this stream from any
  * await, timer or callback of the route's work. When the client goes away, `res.sse.signal` aborts.
  *
+ * With `resume`, the run is opened in the store first and the headers go out only once it is: `mode: 'follow'`
+ * without a live run answers 204; a store that is full (`StoreFullError`) sends the request to `next(err)` with
+ * `Retry-After` set, so Express answers 503; a store that fails gets the client an event stream with an error event
+ * and no `done`, so `EventSource` comes back.
+ *
  * @throws TypeError naming the option when an option is invalid.
  */
 export function sseStream(options: SseStreamOptions = {}): RequestHandler {
@@ -140,29 +145,47 @@ export function sseStream(options: SseStreamOptions = {}): RequestHandler {
       (format === 'auto' && req.accepts(['text/event-stream', 'application/x-ndjson']) !== 'application/x-ndjson')
         ? sse
         : ndjson;
-    res.statusCode = 200;
-    res.setHeader('Content-Type', served.contentType);
-    // no-transform also tells compression() to leave the stream alone, so no event waits in a gzip buffer.
-    res.setHeader('Cache-Control', 'no-cache, no-transform');
-    res.setHeader('X-Accel-Buffering', 'no');
-    // HTTP/2 forbids the header; a client that asked for `Connection: close` (or an HTTP/1.0 one) gets its way.
-    if (req.httpVersionMajor < 2 && res.shouldKeepAlive) res.setHeader('Connection', 'keep-alive');
-    if (format === 'auto') res.setHeader('Vary', 'Accept');
-    for (const [name, value] of headers) res.setHeader(name, value as string | number | readonly string[]);
-    res.flushHeaders();
-
     const lastEventId = req.get('Last-Event-ID') || undefined;
-    const stream = new ResponseStream(res, served.settings, lastEventId);
-    res.sse = stream;
-    // Registered after the stream's own 'close' listener, so the summary is complete when it runs.
-    if (onClose !== undefined) res.once('close', () => report(onClose, stream.summary(), req));
+    /** Sends the stream's headers and makes `res.sse`: for a resumable request, once its run is open. */
+    const open = (): ResponseStream => {
+      res.statusCode = 200;
+      res.setHeader('Content-Type', served.contentType);
+      // no-transform also tells compression() to leave the stream alone, so no event waits in a gzip buffer.
+      res.setHeader('Cache-Control', 'no-cache, no-transform');
+      res.setHeader('X-Accel-Buffering', 'no');
+      // HTTP/2 forbids the header; a client that asked for `Connection: close` (or an HTTP/1.0 one) gets its way.
+      if (req.httpVersionMajor < 2 && res.shouldKeepAlive) res.setHeader('Connection', 'keep-alive');
+      if (format === 'auto') res.setHeader('Vary', 'Accept');
+      for (const [name, value] of headers) res.setHeader(name, value as string | number | readonly string[]);
+      res.flushHeaders();
+      const stream = new ResponseStream(res, served.settings, lastEventId);
+      res.sse = stream;
+      // Registered after the stream's own 'close' listener, so the summary is complete when it runs.
+      if (onClose !== undefined) res.once('close', () => report(onClose, stream.summary(), req));
+      return stream;
+    };
     if (key === undefined) {
-      runWithStream(stream, next);
+      runWithStream(open(), next);
       return;
     }
-    void serveResumable(resume!, key, stream, lastEventId, (run) => {
-      res.sse = run;
-      runWithStream(run, next);
+    const runKey = key;
+    void openRun(resume!, runKey).then((opening) => {
+      if (opening.kind === 'none') {
+        // `resume.mode: 'follow'` and no live run: nothing to follow, and EventSource stops at a 204.
+        res.statusCode = 204;
+        res.end();
+        return;
+      }
+      if (opening.kind === 'full') {
+        // Refused before any stream header, with Retry-After: a 503 invites no retry storm, as an event stream would.
+        if (!res.headersSent) res.setHeader('Retry-After', String(opening.error.retryAfter));
+        next(opening.error);
+        return;
+      }
+      return serveRun(resume!, runKey, opening, open(), lastEventId, (run) => {
+        res.sse = run;
+        runWithStream(run, next);
+      });
     });
   };
 }

@@ -207,6 +207,22 @@ export function describeResumeStore(name: string, setup: () => Promise<StoreUnde
       stop();
     });
 
+    it('with replaceLive, replaces even a live run: the new one holds the lease, the old producer is refused', async () => {
+      const { key, runId } = await opened('replace-live');
+      await store.append(key, runId, ['1'].map(body));
+      let wakes = 0;
+      const stop = await store.watch(key, () => (wakes += 1));
+      const replaced = await store.open(key, { ...SETTINGS, replaceLive: true });
+      expect(replaced.created).toBe(true);
+      expect(replaced.runId).not.toBe(runId);
+      await eventually(() => wakes > 0, 5000, 'the watcher of the old run woken by the new one');
+      await expect(store.append(key, runId, [body('old')])).resolves.toBe(false);
+      await expect(store.renew(key, runId)).resolves.toBe(false);
+      await expect(store.append(key, replaced.runId, [body('new')])).resolves.toBe(1);
+      await expect(store.read(key, 0, 10)).resolves.toMatchObject({ runId: replaced.runId, tail: 1, end: undefined });
+      stop();
+    });
+
     it('keeps the last maxEvents events and counts what a reader missed', async () => {
       const { key, runId } = await opened('bounded', { ...SETTINGS, maxEvents: 5 });
       await store.append(key, runId, ['1', '2', '3'].map(body));

@@ -51,8 +51,9 @@ class Follower {
   cursor: number;
   /** Events read but not yet written: the client fell behind in the middle of their batch. */
   rest: StoredEvent[] = [];
-  #done: (() => void) | undefined;
-  readonly finished = new Promise<void>((resolve) => (this.#done = resolve));
+  #done: ((replacedBy?: string) => void) | undefined;
+  /** Resolves when the follower is done: with the id of the run that replaced the one it followed, if one did. */
+  readonly finished = new Promise<string | undefined>((resolve) => (this.#done = resolve));
 
   constructor(
     readonly response: FrameSink,
@@ -88,12 +89,23 @@ class Follower {
     const failure = FAILURES[stop];
     if (failure !== undefined) this.response.writeError(failure);
     const reconnect = stop === 'unavailable' || reopen !== undefined;
-    void (reconnect ? this.response.closeForReconnect() : this.response.close()).then(this.#done);
+    void (reconnect ? this.response.closeForReconnect() : this.response.close()).then(() => this.#done?.());
   }
 
   /** For a follower whose client left first. */
   release(): void {
     this.#done?.();
+  }
+
+  /** For a follower of a run that another took the place of (`resume.mode: 'start'`): it goes on with that one. */
+  moveTo(runId: string): void {
+    this.#done?.(runId);
+  }
+
+  /** Ends the follower because its run is no longer the key's: it moves on to the run that replaced it, if any. */
+  replaced(current: string | undefined, reopen: (() => void) | undefined): void {
+    if (current !== undefined && reopen === undefined) this.moveTo(current);
+    else this.end('gone', reopen);
   }
 }
 
@@ -111,6 +123,8 @@ class Feed {
   #again = false;
   #failures = 0;
   #ended: Stop | undefined;
+  /** When the run was found replaced: the key's run now. */
+  #replacedBy: string | undefined;
   readonly ready: Promise<void>;
 
   constructor(target: FollowTarget, dispose: () => void) {
@@ -133,7 +147,7 @@ class Feed {
   }
 
   /** Serves `response` from position `from` until the run ends or the client leaves. */
-  async serve(response: FrameSink, from: number | 'tail', onPositioned: (() => void) | undefined): Promise<void> {
+  async serve(response: FrameSink, from: number | 'tail', onPositioned: (() => void) | undefined): Promise<string | undefined> {
     const follower = new Follower(response, typeof from === 'number' ? from : this.#cursor);
     this.#members.add(follower);
     const onLeave = (): void => {
@@ -146,7 +160,7 @@ class Feed {
       if (from === 'tail') follower.cursor = await this.#tail();
       onPositioned?.();
       await this.#catchUp(follower);
-      await follower.finished;
+      return await follower.finished;
     } finally {
       follower.response.signal.removeEventListener('abort', onLeave);
       this.#leave(follower);
@@ -164,6 +178,7 @@ class Feed {
         follower.write(follower.rest);
         continue;
       }
+      if (this.#ended === 'gone') return follower.replaced(this.#replacedBy, reopen);
       if (this.#ended !== undefined && follower.cursor >= this.#cursor) return follower.end(this.#ended, reopen);
       let read: ReadResult;
       try {
@@ -176,7 +191,7 @@ class Feed {
         continue;
       }
       if (response.closed) break;
-      if (read.runId !== runId) return follower.end('gone', reopen);
+      if (read.runId !== runId) return follower.replaced(read.runId, reopen);
       if (follower.cursor > read.tail) {
         // An id of this run from beyond its end cannot be real: replay from the start instead.
         follower.cursor = 0;
@@ -243,7 +258,7 @@ class Feed {
         if (++this.#failures >= MAX_FAILURES) this.#endLive('unavailable');
         return;
       }
-      if (read.runId !== runId) return this.#endLive('gone');
+      if (read.runId !== runId) return this.#endLive('gone', read.runId);
       for (const follower of this.#live) {
         if (!follower.write(read.events)) this.#fallBehind(follower);
       }
@@ -260,9 +275,14 @@ class Feed {
     void follower.response.writable().then((open) => (open ? this.#catchUp(follower) : follower.release()));
   }
 
-  #endLive(why: Stop): void {
+  #endLive(why: Stop, current?: string): void {
     this.#ended = why;
-    for (const follower of this.#live) follower.end(why, this.#target.reopen);
+    this.#replacedBy = current;
+    const { reopen } = this.#target;
+    for (const follower of this.#live) {
+      if (why === 'gone') follower.replaced(current, reopen);
+      else follower.end(why, reopen);
+    }
     this.#live.clear();
     this.#stopPolling();
     // Followers still catching up finish on their own; one that comes later reads the end from the store.
@@ -301,10 +321,16 @@ const feeds = new WeakMap<ResumeStore, Map<string, Feed>>();
  * Sends `response` the events after position `from` (`'tail'`: only those appended from now on), then follows
  * until the run ends or the client leaves. Ends the response with the stream's `done` terminator; a run that was
  * lost or expired first gets a `{ type: "error" }` event. `onPositioned` is called once the follower's starting
- * position is fixed: every event appended after that reaches it.
+ * position is fixed: every event appended after that reaches it. Resolves, for a run that another replaced
+ * (`resume.mode: 'start'`), with the id of the run the key holds now, for the caller to follow next.
  * @internal
  */
-export function follow(target: FollowTarget, response: FrameSink, from: number | 'tail', onPositioned?: () => void): Promise<void> {
+export function follow(
+  target: FollowTarget,
+  response: FrameSink,
+  from: number | 'tail',
+  onPositioned?: () => void,
+): Promise<string | undefined> {
   let byRun = feeds.get(target.store);
   if (byRun === undefined) feeds.set(target.store, (byRun = new Map()));
   const runs = byRun;

@@ -166,6 +166,15 @@ export async function abortRun(key: string, store: ResumeStore = defaultStore): 
   checkStore(store, 'store');
   const storeKey = runKey(key);
   const stopped = await store.abort(storeKey);
-  if (stopped) liveRuns.get(store)?.get(storeKey)?.aborted();
+  if (stopped) stopLocalRun(store, storeKey);
   return stopped;
+}
+
+/**
+ * Stops the work of the run under the store key `storeKey` when this process produces it: the store no longer
+ * takes its events (it was aborted, or replaced by a new run of the key).
+ * @internal
+ */
+export function stopLocalRun(store: ResumeStore, storeKey: string): void {
+  liveRuns.get(store)?.get(storeKey)?.aborted();
 }

@@ -28,6 +28,13 @@ export interface RunSettings {
    * clients that come back late, until `ttl`.
    */
   replaceEnded?: boolean;
+  /**
+   * Whether `open()` replaces the key's run even while it is live (`resume.mode: 'start'`): the new run takes the
+   * lease, so the old producer's appends and renewals are refused, and the old run's followers find the new one.
+   * Default `false`. A store that ignores it answers `created: false` for a live run; the library then aborts that
+   * run and opens the key again.
+   */
+  replaceLive?: boolean;
 }
 
 /** The answer of `open()`. */
@@ -70,6 +77,10 @@ export interface ResumeStore {
    * Creates the run for `key` when none exists, or when `settings.replaceEnded` is set and the existing one is over
    * (the caller then holds its lease); otherwise reports the existing one. Atomic: of any number of concurrent
    * callers, exactly one gets `created: true`.
+   *
+   * A store that is full (it holds as many runs or bytes as it may, and none of them can be evicted) rejects with a
+   * `StoreFullError`: the request then gets a 503 with `Retry-After` before any stream header. Any other rejection
+   * is a failure (the client gets an event stream with a `{ type: "error" }` event and no `done`, so it comes back).
    */
   open(key: string, settings: RunSettings): Promise<OpenedRun>;
   /**
@@ -142,4 +153,46 @@ export function newRunId(): string {
 export function storeWarning(operation: string, error: unknown): void {
   const message = error instanceof Error ? error.message : String(error);
   process.emitWarning(`express-sse-context: the resume store's ${operation} failed: ${message}`, 'SseResumeStoreWarning');
+}
+
+/** Seconds a client is asked to wait (`Retry-After`) before it tries a full store again, unless the store says. */
+const DEFAULT_RETRY_AFTER = 5;
+
+/**
+ * What `ResumeStore.open()` rejects with when the store is full: it holds as many runs or bytes as it may, and none
+ * can be evicted (every run is live). Shaped like an `http-errors` error (`status` and `statusCode` 503, `expose`,
+ * `headers` with `Retry-After`), so `sseStream()` hands it to `next(err)` and Express answers 503 before any stream
+ * header. A custom store signals "full" by rejecting with one.
+ */
+export class StoreFullError extends Error {
+  override readonly name = 'StoreFullError';
+  /** 503 Service Unavailable. */
+  readonly status = 503;
+  /** 503, for error handlers that read `statusCode`. */
+  readonly statusCode = 503;
+  /** The message is safe to show the client. */
+  readonly expose = true;
+  /** Seconds the client should wait before it tries again, sent as `Retry-After`. Default: 5. */
+  readonly retryAfter: number;
+  /** Response headers for the error's answer (`Retry-After`), as `http-errors` and Express's final handler use them. */
+  readonly headers: Record<string, string>;
+
+  constructor(message = 'Too many streams are open; try again later', retryAfter = DEFAULT_RETRY_AFTER) {
+    super(message);
+    this.retryAfter = Number.isSafeInteger(retryAfter) && retryAfter >= 0 ? retryAfter : DEFAULT_RETRY_AFTER;
+    this.headers = { 'Retry-After': String(this.retryAfter) };
+  }
+}
+
+/**
+ * `error` as a `StoreFullError` when it is one, also one made by the other build of this package (CommonJS and ES
+ * module), else `undefined`.
+ * @internal
+ */
+export function asStoreFull(error: unknown): StoreFullError | undefined {
+  if (error instanceof StoreFullError) return error;
+  if (error === null || typeof error !== 'object') return undefined;
+  const { name, status, message, retryAfter } = error as Partial<Record<'name' | 'status' | 'message' | 'retryAfter', unknown>>;
+  if (name !== 'StoreFullError' || status !== 503) return undefined;
+  return new StoreFullError(typeof message === 'string' ? message : undefined, typeof retryAfter === 'number' ? retryAfter : undefined);
 }

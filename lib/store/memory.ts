@@ -34,7 +34,8 @@ export class MemoryStore implements ResumeStore {
 
   open(key: string, settings: RunSettings): Promise<OpenedRun> {
     const existing = this.#runs.get(key);
-    if (existing !== undefined && (existing.end === undefined || settings.replaceEnded !== true)) {
+    const replace = settings.replaceLive === true || (existing?.end !== undefined && settings.replaceEnded === true);
+    if (existing !== undefined && !replace) {
       return Promise.resolve({ runId: existing.runId, created: false });
     }
     clearTimeout(existing?.expiry);

@@ -30,16 +30,16 @@ end
 `;
 
 /**
- * ARGV: runId, ttl, lease, maxEvents, replaceEnded ('1' or '0'), channel. Replies {runId, 1} when it created the
- * run, {existing runId, 0} otherwise. With replaceEnded, a run that is over (ended, or its lease lapsed) is replaced,
- * and its followers are woken to find that out. The run hash lives 2 × ttl: the run may go on for ttl, and its
+ * ARGV: runId, ttl, lease, maxEvents, replace ('0': never, '1': a run that is over, '2': any run), channel. Replies
+ * {runId, 1} when it created the run, {existing runId, 0} otherwise. A replaced run's lease goes to the new one, and
+ * its followers are woken to find that out. The run hash lives 2 × ttl: the run may go on for ttl, and its
  * events are kept ttl after.
  */
 const OPEN = `
 local existing = redis.call('HMGET', KEYS[1], 'id', 'ended')
 if existing[1] then
   local over = existing[2] or redis.call('GET', KEYS[2]) ~= existing[1]
-  if ARGV[5] ~= '1' or not over then return {existing[1], 0} end
+  if ARGV[5] == '0' or (ARGV[5] == '1' and not over) then return {existing[1], 0} end
 end
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'ttl', ARGV[2], 'lease', ARGV[3], 'max', ARGV[4], 'seq', 0)

@@ -95,8 +95,9 @@ export class RedisStore implements ResumeStore {
   }
 
   async open(key: string, settings: RunSettings): Promise<OpenedRun> {
-    const { ttl, lease, maxEvents, replaceEnded = false } = settings;
-    const reply = (await this.#run(SCRIPTS.open, key, [newRunId(), ttl, lease, maxEvents, replaceEnded ? 1 : 0, this.#channel(key)])) as unknown[];
+    const { ttl, lease, maxEvents, replaceEnded = false, replaceLive = false } = settings;
+    const replace = replaceLive ? 2 : replaceEnded ? 1 : 0;
+    const reply = (await this.#run(SCRIPTS.open, key, [newRunId(), ttl, lease, maxEvents, replace, this.#channel(key)])) as unknown[];
     return { runId: toText(reply[0]), created: toNumber(reply[1]) === 1 };
   }
 
