@@ -7,13 +7,12 @@
  * transport with `highWaterMark: 1` that calls back 5 ms later makes winston buffer records and hand them to every
  * transport later, from whichever request's async context drained the pipe.
  */
-import { AsyncResource } from 'node:async_hooks';
-import { EventEmitter } from 'node:events';
 import express from 'express';
 import winston from 'winston';
 import TransportStream from 'winston-transport';
 import { sseStream, SseTransport, type SseStream } from '../lib';
-import { delay, eventually, listen, openStream, type StreamClient, type TestServer } from './helpers/sse-client';
+import { acrossAsyncWork, STEPS, stopAsyncWork, type Step } from './helpers/async-work';
+import { eventually, listen, openStream, type StreamClient, type TestServer } from './helpers/sse-client';
 
 /** A real, deliberately slow winston transport: one record at a time, each acknowledged 5 ms later. */
 class SlowTransport extends TransportStream {
@@ -31,9 +30,6 @@ class SlowTransport extends TransportStream {
     }, 5);
   }
 }
-
-/** The ways a request's work reaches the logger; each request logs exactly one record per step. */
-const STEPS = ['sync', 'await', 'timeout', 'immediate', 'then', 'own-emitter', 'shared-emitter', 'bound-listener', 'deep'] as const;
 
 type Scenario = 'alone' | 'slow' | 'child' | 'child-slow';
 
@@ -56,101 +52,16 @@ const scenarioLoggers: Record<Scenario, winston.Logger> = {
   'child-slow': childSlowLogger,
 };
 
-/** A module-level bus: each request registers its own listener and emits for itself. */
-const bus = new EventEmitter();
-bus.setMaxListeners(0);
-
-/** A module-level ticker (created outside any request) that requests listen to with AsyncResource-bound listeners. */
-const ticker = new EventEmitter();
-ticker.setMaxListeners(0);
-const tickTimer = setInterval(() => ticker.emit('tick'), 1);
-
 /** Largest number of records observed waiting inside a logger, to prove the slow scenarios really buffered. */
 const maxBacklog: Record<Scenario, number> = { alone: 0, slow: 0, child: 0, 'child-slow': 0 };
 
-const jitter = (): number => Math.floor(Math.random() * 4);
-
-/** Module-level code that never sees req or res: a few async hops, then a log call. */
-async function deepWork(log: winston.Logger, marker: string): Promise<void> {
-  await new Promise<void>((resolve) => process.nextTick(resolve));
-  await innerLayer(log, marker);
-}
-
-function innerLayer(log: winston.Logger, marker: string): Promise<void> {
-  return new Promise((resolve) => {
-    setTimeout(() => {
-      queueMicrotask(() => {
-        log.info('step deep', { marker, step: 'deep' });
-        resolve();
-      });
-    }, jitter());
-  });
-}
-
 /** The work of one request: one log record per step in STEPS, each reached a different way. */
 async function work(log: winston.Logger, marker: string, scenario: Scenario, logger: winston.Logger): Promise<void> {
-  const note = (step: (typeof STEPS)[number]): void => {
+  const note = (step: Step): void => {
     log.info(`step ${step}`, { marker, step });
     maxBacklog[scenario] = Math.max(maxBacklog[scenario], logger.writableLength + logger.readableLength);
   };
-
-  note('sync');
-  await delay(jitter());
-  note('await');
-
-  const ownEmitter = new EventEmitter();
-  const viaOwnEmitter = new Promise<void>((resolve) => {
-    ownEmitter.once('data', () => {
-      note('own-emitter');
-      resolve();
-    });
-  });
-  setTimeout(() => ownEmitter.emit('data'), jitter());
-
-  const viaSharedEmitter = new Promise<void>((resolve) => {
-    const listener = (to: string): void => {
-      if (to !== marker) return;
-      bus.off('job', listener);
-      note('shared-emitter');
-      resolve();
-    };
-    bus.on('job', listener);
-  });
-  setImmediate(() => bus.emit('job', marker));
-
-  // The ticker's 'tick' is emitted by a module-level timer, outside any request; binding the listener is how code
-  // keeps the request's context across an emitter it does not own.
-  const viaBoundListener = new Promise<void>((resolve) => {
-    ticker.once(
-      'tick',
-      AsyncResource.bind(() => {
-        note('bound-listener');
-        resolve();
-      }),
-    );
-  });
-
-  await Promise.all([
-    new Promise<void>((resolve) =>
-      setTimeout(() => {
-        note('timeout');
-        resolve();
-      }, jitter()),
-    ),
-    new Promise<void>((resolve) =>
-      setImmediate(() => {
-        note('immediate');
-        resolve();
-      }),
-    ),
-    Promise.resolve()
-      .then(() => delay(jitter()))
-      .then(() => note('then')),
-    viaOwnEmitter,
-    viaSharedEmitter,
-    viaBoundListener,
-    deepWork(log, marker),
-  ]);
+  await acrossAsyncWork(marker, note);
 }
 
 interface Running {
@@ -190,7 +101,7 @@ describe('SseTransport: each client receives exactly its own log events', () => 
   });
 
   afterAll(async () => {
-    clearInterval(tickTimer);
+    stopAsyncWork();
     await server.close();
   });
 

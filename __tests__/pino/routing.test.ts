@@ -5,17 +5,13 @@
  * another destination in pino.multistream(), through per-request child loggers, and through pino-http's `req.log`.
  * The other destination gets every line.
  */
-import { AsyncResource } from 'node:async_hooks';
-import { EventEmitter } from 'node:events';
 import express from 'express';
 import pino, { type Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 import { sseStream, sseDestination, type SseStream } from '../../lib';
-import { delay, eventually, listen, openStream, type StreamClient, type TestServer } from '../helpers/sse-client';
+import { acrossAsyncWork, STEPS, stopAsyncWork } from '../helpers/async-work';
+import { eventually, listen, openStream, type StreamClient, type TestServer } from '../helpers/sse-client';
 import { parseObject, recorder, type Json } from './common';
-
-/** The ways a request's work reaches the logger; each request logs exactly one record per step. */
-const STEPS = ['sync', 'await', 'timeout', 'immediate', 'then', 'own-emitter', 'shared-emitter', 'bound-listener', 'deep'] as const;
 
 type Scenario = 'alone' | 'multi' | 'child' | 'http';
 
@@ -27,88 +23,12 @@ const httpSibling = recorder();
 const httpLogger = pino({ level: 'info' }, pino.multistream([{ stream: httpSibling, level: 'info' }, sseDestination()]));
 const http = pinoHttp({ logger: httpLogger, genReqId: (req) => new URL(req.url ?? '/', 'http://x').searchParams.get('id') ?? 'none' });
 
-/** A module-level bus: each request registers its own listener and emits for itself. */
-const bus = new EventEmitter();
-bus.setMaxListeners(0);
-/** A module-level ticker (created outside any request) that requests listen to with AsyncResource-bound listeners. */
-const ticker = new EventEmitter();
-ticker.setMaxListeners(0);
-const tickTimer = setInterval(() => ticker.emit('tick'), 1);
-
-const jitter = (): number => Math.floor(Math.random() * 4);
-
-/** Module-level code that never sees req or res: a few async hops, then a log call. */
-async function deepWork(log: Logger, marker: string): Promise<void> {
-  await new Promise<void>((resolve) => process.nextTick(resolve));
-  await new Promise<void>((resolve) => {
-    setTimeout(() => {
-      queueMicrotask(() => {
-        log.info({ marker, step: 'deep' }, 'step deep');
-        resolve();
-      });
-    }, jitter());
-  });
-}
-
 /** The work of one request: one record per step in STEPS, each reached a different way; and a debug record. */
 async function work(log: Logger, marker: string): Promise<void> {
-  const note = (step: (typeof STEPS)[number]): void => log.info({ marker, step }, `step ${step}`);
-  note('sync');
-  log.debug({ marker, step: 'debug' }, 'debug stays on the server');
-  await delay(jitter());
-  note('await');
-
-  const ownEmitter = new EventEmitter();
-  const viaOwnEmitter = new Promise<void>((resolve) => {
-    ownEmitter.once('data', () => {
-      note('own-emitter');
-      resolve();
-    });
+  await acrossAsyncWork(marker, (step) => {
+    log.info({ marker, step }, `step ${step}`);
+    if (step === 'sync') log.debug({ marker, step: 'debug' }, 'debug stays on the server');
   });
-  setTimeout(() => ownEmitter.emit('data'), jitter());
-
-  const viaSharedEmitter = new Promise<void>((resolve) => {
-    const listener = (to: string): void => {
-      if (to !== marker) return;
-      bus.off('job', listener);
-      note('shared-emitter');
-      resolve();
-    };
-    bus.on('job', listener);
-  });
-  setImmediate(() => bus.emit('job', marker));
-
-  const viaBoundListener = new Promise<void>((resolve) => {
-    ticker.once(
-      'tick',
-      AsyncResource.bind(() => {
-        note('bound-listener');
-        resolve();
-      }),
-    );
-  });
-
-  await Promise.all([
-    new Promise<void>((resolve) =>
-      setTimeout(() => {
-        note('timeout');
-        resolve();
-      }, jitter()),
-    ),
-    new Promise<void>((resolve) =>
-      setImmediate(() => {
-        note('immediate');
-        resolve();
-      }),
-    ),
-    Promise.resolve()
-      .then(() => delay(jitter()))
-      .then(() => note('then')),
-    viaOwnEmitter,
-    viaSharedEmitter,
-    viaBoundListener,
-    deepWork(log, marker),
-  ]);
 }
 
 const running = new Map<string, { stream: SseStream; done: Promise<void> }>();
@@ -131,7 +51,7 @@ describe('sseDestination: each client receives exactly its own pino records', ()
   });
 
   afterAll(async () => {
-    clearInterval(tickTimer);
+    stopAsyncWork();
     await server.close();
   });
 
