@@ -3,9 +3,12 @@
  *
  * Pure functions with no knowledge of Express, streams or winston, and the one place where frames are built: events,
  * comments, heartbeats, `retry:` hints, the `done` terminator, the `id:` line of stored events and the
- * `{ type: "error" | "missed" }` events the library writes itself. Every SSE event they return ends with a blank
- * line, and no input can make a frame carry a field it was not given (CR, LF and NUL are refused where the
- * EventSource spec would read them as a field or event boundary).
+ * `{ type: "error" | "missed" }` events the library writes itself. Every SSE event they return ends with exactly one
+ * blank line, and nothing else does: comments, heartbeats and `retry:` hints are lines of their own with no blank line
+ * after them, because several widely used clients (`@microsoft/fetch-event-source`, `extended-eventsource`, Python's
+ * `httpx-sse`) dispatch a message on every blank line, even one with no `data:` before it; a spec parser reads the
+ * same events either way. No input can make a frame carry a field it was not given (CR, LF and NUL are refused where
+ * the EventSource spec would read them as a field or event boundary).
  */
 import type { ErrorEventInfo } from './event-shapes.js';
 import { describe, nonNegativeInteger } from './options.js';
@@ -39,13 +42,16 @@ export type Serializer = (value: unknown) => string;
 export interface WireFormat {
   /** One pushed value. */
   event(data: unknown, options: PushOptions | undefined, serialize: Serializer): string;
-  /** A comment, or `''` where the format has none. */
+  /** A comment (lines only, never a blank line: see the module comment), or `''` where the format has none. */
   comment(text: string): string;
   /** What the heartbeat writes. */
   heartbeat: string;
   /** The `done` terminator. */
   done(data: string): string;
-  /** The frame that sets the browser's reconnection delay, or `''` where the format has none. */
+  /**
+   * The line that sets the browser's reconnection delay (with no blank line: it takes effect on its own, and joins
+   * the next event as one of its fields), or `''` where the format has none.
+   */
   retry(milliseconds: number): string;
 }
 
@@ -59,10 +65,10 @@ const FORBIDDEN_IN_FIELD = /[\r\n\0]/;
  */
 export const SSE: WireFormat = {
   event: encodeEvent,
-  comment: (text) => `: ${checkedText(text).replace(LINE_BREAKS, '\n: ')}\n\n`,
-  heartbeat: ': ping\n\n',
+  comment: (text) => `: ${checkedText(text).replace(LINE_BREAKS, '\n: ')}\n`,
+  heartbeat: ': ping\n',
   done: dataLines,
-  retry: (milliseconds) => `retry: ${nonNegativeInteger(milliseconds, 'retry')}\n\n`,
+  retry: (milliseconds) => `retry: ${nonNegativeInteger(milliseconds, 'retry')}\n`,
 };
 
 /**

@@ -35,7 +35,7 @@ export interface StreamSettings {
   heartbeat: number;
   highWaterMark: number;
   maxBuffer: number;
-  /** Written when the stream opens (the `retry:` frame), or `''`. */
+  /** Written when the stream opens (the `retry:` line, which the first event then follows), or `''`. */
   opening: string;
   /** Written by `close()` after everything pending (the `done` frame), or `''`. */
   closing: string;
@@ -214,7 +214,8 @@ export class ResponseStream implements SseStream, FrameSink, ShapedStream {
 
   /**
    * For `closeAllStreams()`: sends `data` (with a `retry:` hint) instead of `done`, which would tell the client not
-   * to come back, then ends the stream with reason `'shutdown'`.
+   * to come back, then ends the stream with reason `'shutdown'`. The hint is a line of its own: with `data` it is a
+   * field of that last event, without it the stream ends on it, and either way no blank line stands alone.
    */
   shutdown(data: unknown, retry: number | undefined): Promise<void> {
     if (this.#closing !== undefined || this.#closeReason !== undefined) return this.close();
