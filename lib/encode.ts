@@ -58,6 +58,9 @@ export interface WireFormat {
 const LINE_BREAK = /\r\n|\r|\n/;
 const LINE_BREAKS = /\r\n|\r|\n/g;
 const FORBIDDEN_IN_FIELD = /[\r\n\0]/;
+const UNICODE_LINE_BREAK = /[\u2028\u2029\u0085]/;
+const UNICODE_LINE_BREAKS = /[\u2028\u2029\u0085]/g;
+const UNICODE_ESCAPES: Record<string, string> = { '\u2028': '\\u2028', '\u2029': '\\u2029', '\u0085': '\\u0085' };
 
 /**
  * `text/event-stream`, as the EventSource spec reads it.
@@ -82,7 +85,7 @@ export const NDJSON: WireFormat = {
     return '';
   },
   heartbeat: '\n',
-  done: (data) => `${JSON.stringify(data)}\n`,
+  done: (data) => `${ndjsonSafe(JSON.stringify(data))}\n`,
   retry: () => '',
 };
 
@@ -120,10 +123,21 @@ function dataLines(text: string): string {
  */
 function encodeNdjsonLine(data: unknown, serialize: Serializer): string {
   const text = serialized(data, serialize);
-  if (serialize !== JSON.stringify && LINE_BREAK.test(text)) {
+  if (serialize === JSON.stringify) return `${ndjsonSafe(text)}\n`;
+  if (LINE_BREAK.test(text)) {
     throw new TypeError('data: the serializer returned a line break, which would split one NDJSON value into two lines');
   }
   return `${text}\n`;
+}
+
+/**
+ * JSON.stringify leaves U+2028, U+2029 and U+0085 as they are, and line readers that follow Unicode (Python's
+ * `str.splitlines()`, which `httpx`'s `iter_lines()` uses) end a line at each: one NDJSON value would arrive as two
+ * broken lines. JSON.stringify's output holds them only inside strings, where `\u2028`, `\u2029` and `\u0085` are
+ * the same value. One test, and a replace only for the text that holds one.
+ */
+function ndjsonSafe(json: string): string {
+  return UNICODE_LINE_BREAK.test(json) ? json.replace(UNICODE_LINE_BREAKS, (char) => UNICODE_ESCAPES[char]) : json;
 }
 
 function checkedText(text: unknown): string {
