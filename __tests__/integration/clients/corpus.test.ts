@@ -1,5 +1,5 @@
 /**
- * The corpus (`__tests__/helpers/corpus.ts`: 46 events with every kind of line break, leading blanks, empty strings,
+ * The corpus (`__tests__/helpers/corpus.ts`: 46 events then `done` with every kind of line break, leading blanks, empty strings,
  * non-ASCII, a 256 KB value, names, ids, `retry`, comments between events and a 20 ms heartbeat all along) read by
  * the real clients users read streams with, each as its README shows:
  *
