@@ -1,6 +1,7 @@
 /**
- * The corpus (`__tests__/helpers/corpus.ts`: 46 events then `done` with every kind of line break, leading blanks, empty strings,
- * non-ASCII, a 256 KB value, names, ids, `retry`, comments between events and a 20 ms heartbeat all along) read by
+ * The corpus (`__tests__/helpers/corpus.ts`: 46 events then `done`, with every kind of line break, leading blanks,
+ * empty strings, non-ASCII, a 256 KB value, names, ids, `retry`, comments between events and a 20 ms heartbeat all
+ * along) read by
  * the real clients users read streams with, each as its README shows:
  *
  * - `eventsource` 4.1.1 (the WHATWG EventSource for Node), `eventsource-client` 1.2.0,
