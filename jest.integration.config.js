@@ -1,7 +1,8 @@
 /**
  * Integration tests: everything that needs a real peer installed with apt — Chromium (`__tests__/browser/`), nginx
- * and redis-server (`__tests__/integration/`). Run with `npm run test:integration`; a missing binary fails the test
- * with the exact `apt-get install` line.
+ * and redis-server (`__tests__/integration/`) — and the real SSE clients (`__tests__/integration/clients/`: npm dev
+ * dependencies, and Python's httpx-sse in a virtualenv the test creates). Run with `npm run test:integration`; a
+ * missing binary fails the test with the exact install line.
  * @type {import('jest').Config}
  */
 const browser = require('./jest.browser.config');

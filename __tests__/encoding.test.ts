@@ -131,7 +131,7 @@ describe('SSE wire encoding', () => {
   });
 
   describe('framing', () => {
-    it('ends every frame with a blank line', async () => {
+    it('ends every event with exactly one blank line, and nothing else with one', async () => {
       const text = await body((sse) => {
         sse.push('a');
         sse.push({ b: 1 }, { event: 'e', id: 7, retry: 10 });
@@ -142,11 +142,15 @@ describe('SSE wire encoding', () => {
         sse.push('last');
       });
       expect(text.endsWith('\n\n')).toBe(true);
-      // Seven writes, so seven blank-line-terminated frames: a frame missing its blank line would merge with the next.
+      expect(text).not.toContain('\n\n\n');
+      // Six events, so six blank lines: a frame missing its blank line would merge with the next. The comment is lines
+      // of its own with no blank line after it (several clients would dispatch an empty message there), so it leads the
+      // frame of the event after it.
       const frames = text.split('\n\n');
       expect(frames.pop()).toBe('');
-      expect(frames).toHaveLength(7);
+      expect(frames).toHaveLength(6);
       for (const frame of frames) expect(frame).not.toBe('');
+      expect(frames[5]).toBe(': note\n: second line\ndata: last');
       expect(parseEvents(text).map((event) => event.data)).toEqual(['a', '{"b":1}', 'l1\nl2\nl3', '', 'null', 'last']);
     });
   });
@@ -161,8 +165,8 @@ describe('SSE wire encoding', () => {
       // The only event is the one pushed afterwards, with no name or id leaking into it from the comment.
       expect(client.events).toEqual([{ event: undefined, id: undefined, data: 'after' }]);
       expect(client.retries).toEqual([]);
-      const [commentFrame] = client.raw().split('\n\n');
-      for (const line of commentFrame.split('\n')) expect(line.startsWith(':')).toBe(true);
+      // Comment lines only, each starting with `:`, and no blank line until the one that ends the event.
+      expect(client.raw()).toBe(': first\n: event: admin\n: data: injected\n: id: 9\n: \n: retry: 1\ndata: after\n\n');
     });
   });
 });

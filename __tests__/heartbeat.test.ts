@@ -7,12 +7,21 @@ function bigEvent(index: number, lines: number): string {
   return Array.from({ length: lines }, (_, line) => `event ${index} line ${line} ${'y'.repeat((index * 31 + line * 17) % 700)}`).join('\n');
 }
 
-/** The frames of an SSE body, in order: each is `'comment'` or `'event'`. */
+/**
+ * The frames of an SSE body, in order: each is `'comment'` (a comment line outside an event: the heartbeat, which has
+ * no blank line after it) or `'event'` (lines up to the blank line that ends it).
+ */
 function frameKinds(raw: string): Array<'comment' | 'event'> {
-  return raw
-    .split('\n\n')
-    .filter((frame) => frame !== '')
-    .map((frame) => (frame.split('\n').every((line) => line.startsWith(':')) ? 'comment' : 'event'));
+  const kinds: Array<'comment' | 'event'> = [];
+  let inEvent = false;
+  for (const line of raw.split('\n').slice(0, -1)) {
+    if (line === '') {
+      if (inEvent) kinds.push('event');
+      inEvent = false;
+    } else if (!inEvent && line.startsWith(':')) kinds.push('comment');
+    else inEvent = true;
+  }
+  return kinds;
 }
 
 describe('heartbeat', () => {
@@ -49,10 +58,11 @@ describe('heartbeat', () => {
     const client = await open('/idle/30');
     await waitForComments(client, 4);
     expect(client.events).toEqual([]);
-    // Only comment lines (and the blank lines ending them) are on the wire: no event, no field.
+    // Only comment lines are on the wire: no event, no field, and no blank line.
     const lines = client.raw().split('\n').filter((line) => line !== '');
     expect(lines.length).toBeGreaterThanOrEqual(4);
     for (const line of lines) expect(line.startsWith(':')).toBe(true);
+    expect(client.raw()).toMatch(/^(: ping\n)+$/);
   });
 
   it('sends no heartbeat at all with heartbeat: 0', async () => {

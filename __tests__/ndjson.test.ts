@@ -1,6 +1,7 @@
 import express from 'express';
+import pino from 'pino';
 import request from 'supertest';
-import { sseStream } from '../lib';
+import { sseDestination, sseStream } from '../lib';
 import { eventually, listen, openStream, parseEvents, type TestServer } from './helpers/sse-client';
 
 const NDJSON = 'application/x-ndjson; charset=utf-8';
@@ -22,6 +23,7 @@ async function fetchText(url: string, accept?: string): Promise<{ status: number
 describe("format: 'ndjson'", () => {
   let server: TestServer;
   let heldResponse: express.Response | undefined;
+  const unicodeBreaks: unknown[] = ['a\u2028b', { 'key\u2029': 'x\u0085y' }, ['\u2028\u2029\u0085']];
   const pushed: unknown[] = ['hello', 'two\nlines', '"quoted"', { a: 1, nested: { text: 'x\r\ny' } }, [1, 'two'], 42, 0, true, null];
 
   beforeAll(async () => {
@@ -38,6 +40,16 @@ describe("format: 'ndjson'", () => {
       res.sse.push(2);
       void res.sse.close();
     });
+    const logger = pino({ base: undefined, timestamp: false }, sseDestination());
+    app.get('/pino-unicode-breaks', sseStream({ format: 'ndjson', heartbeat: 0 }), async (_req, res) => {
+      logger.info({ note: 'x\u0085y' }, 'a\u2028b\u2029c');
+      await res.sse.close();
+    });
+    app.get('/unicode-breaks', sseStream({ format: 'ndjson', heartbeat: 0, done: 'end\u2028' }), (_req, res) => {
+      for (const value of unicodeBreaks) res.sse.push(value);
+      res.sse.push('plain');
+      void res.sse.close();
+    });
     app.get('/heartbeat', sseStream({ format: 'ndjson', heartbeat: 20 }), (_req, res) => {
       res.sse.push({ n: 1 });
       heldResponse = res;
@@ -45,6 +57,19 @@ describe("format: 'ndjson'", () => {
     server = await listen(app);
   });
   afterAll(() => server.close());
+
+  it('escapes U+2028, U+2029 and U+0085, which Unicode line readers end a line at: same JSON values, one line each', async () => {
+    const { body } = await fetchText(`${server.url}/unicode-breaks`);
+    expect(body).toBe(
+      '"a\\u2028b"\n{"key\\u2029":"x\\u0085y"}\n["\\u2028\\u2029\\u0085"]\n"plain"\n"end\\u2028"\n',
+    );
+    // Python's str.splitlines() (httpx's iter_lines()) splits at all three, and at nothing else in this body.
+    expect(body.split(/\r\n|[\n\r\u2028\u2029\u0085]/).filter((line) => line !== '').map((line) => JSON.parse(line) as unknown)).toEqual([
+      ...unicodeBreaks,
+      'plain',
+      'end\u2028',
+    ]);
+  });
 
   it('sends the ndjson content type', async () => {
     const { status, type } = await fetchText(`${server.url}/values`);
@@ -66,6 +91,11 @@ describe("format: 'ndjson'", () => {
     const { body } = await fetchText(`${server.url}/values`);
     const lines = body.trimEnd().split('\n');
     expect(lines[lines.length - 1]).toBe('"[DONE]"');
+  });
+
+  it("pino's log lines through sseDestination() get the same escapes", async () => {
+    const { body } = await fetchText(`${server.url}/pino-unicode-breaks`);
+    expect(body).toBe('{"type":"log","level":"info","message":"a\\u2028b\\u2029c","note":"x\\u0085y"}\n');
   });
 
   it('comment() writes nothing', async () => {

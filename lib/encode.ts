@@ -3,9 +3,12 @@
  *
  * Pure functions with no knowledge of Express, streams or winston, and the one place where frames are built: events,
  * comments, heartbeats, `retry:` hints, the `done` terminator, the `id:` line of stored events and the
- * `{ type: "error" | "missed" }` events the library writes itself. Every SSE event they return ends with a blank
- * line, and no input can make a frame carry a field it was not given (CR, LF and NUL are refused where the
- * EventSource spec would read them as a field or event boundary).
+ * `{ type: "error" | "missed" }` events the library writes itself. Every SSE event they return ends with exactly one
+ * blank line, and nothing else does: comments, heartbeats and `retry:` hints are lines of their own with no blank line
+ * after them, because several widely used clients (`@microsoft/fetch-event-source`, `extended-eventsource`, Python's
+ * `httpx-sse`) dispatch a message on every blank line, even one with no `data:` before it; a spec parser reads the
+ * same events either way. No input can make a frame carry a field it was not given (CR, LF and NUL are refused where
+ * the EventSource spec would read them as a field or event boundary).
  */
 import type { ErrorEventInfo } from './event-shapes.js';
 import { describe, nonNegativeInteger } from './options.js';
@@ -39,19 +42,27 @@ export type Serializer = (value: unknown) => string;
 export interface WireFormat {
   /** One pushed value. */
   event(data: unknown, options: PushOptions | undefined, serialize: Serializer): string;
-  /** A comment, or `''` where the format has none. */
+  /** One event whose data is JSON text already (a log line pino wrote), sent as that JSON in either format. */
+  json(text: string, options: PushOptions | undefined): string;
+  /** A comment (lines only, never a blank line: see the module comment), or `''` where the format has none. */
   comment(text: string): string;
   /** What the heartbeat writes. */
   heartbeat: string;
   /** The `done` terminator. */
   done(data: string): string;
-  /** The frame that sets the browser's reconnection delay, or `''` where the format has none. */
+  /**
+   * The line that sets the browser's reconnection delay (with no blank line: it takes effect on its own, and joins
+   * the next event as one of its fields), or `''` where the format has none.
+   */
   retry(milliseconds: number): string;
 }
 
 const LINE_BREAK = /\r\n|\r|\n/;
 const LINE_BREAKS = /\r\n|\r|\n/g;
 const FORBIDDEN_IN_FIELD = /[\r\n\0]/;
+const UNICODE_LINE_BREAK = /[\u2028\u2029\u0085]/;
+const UNICODE_LINE_BREAKS = /[\u2028\u2029\u0085]/g;
+const UNICODE_ESCAPES: Record<string, string> = { '\u2028': '\\u2028', '\u2029': '\\u2029', '\u0085': '\\u0085' };
 
 /**
  * `text/event-stream`, as the EventSource spec reads it.
@@ -59,10 +70,11 @@ const FORBIDDEN_IN_FIELD = /[\r\n\0]/;
  */
 export const SSE: WireFormat = {
   event: encodeEvent,
-  comment: (text) => `: ${checkedText(text).replace(LINE_BREAKS, '\n: ')}\n\n`,
-  heartbeat: ': ping\n\n',
+  json: (text, options) => encodeEvent(text, options, JSON.stringify),
+  comment: (text) => `: ${checkedText(text).replace(LINE_BREAKS, '\n: ')}\n`,
+  heartbeat: ': ping\n',
   done: dataLines,
-  retry: (milliseconds) => `retry: ${nonNegativeInteger(milliseconds, 'retry')}\n\n`,
+  retry: (milliseconds) => `retry: ${nonNegativeInteger(milliseconds, 'retry')}\n`,
 };
 
 /**
@@ -75,8 +87,9 @@ export const NDJSON: WireFormat = {
     checkedText(text);
     return '';
   },
+  json: (text) => `${ndjsonSafe(text)}\n`,
   heartbeat: '\n',
-  done: (data) => `${JSON.stringify(data)}\n`,
+  done: (data) => `${ndjsonSafe(JSON.stringify(data))}\n`,
   retry: () => '',
 };
 
@@ -114,10 +127,21 @@ function dataLines(text: string): string {
  */
 function encodeNdjsonLine(data: unknown, serialize: Serializer): string {
   const text = serialized(data, serialize);
-  if (serialize !== JSON.stringify && LINE_BREAK.test(text)) {
+  if (serialize === JSON.stringify) return `${ndjsonSafe(text)}\n`;
+  if (LINE_BREAK.test(text)) {
     throw new TypeError('data: the serializer returned a line break, which would split one NDJSON value into two lines');
   }
   return `${text}\n`;
+}
+
+/**
+ * JSON.stringify leaves U+2028, U+2029 and U+0085 as they are, and line readers that follow Unicode (Python's
+ * `str.splitlines()`, which `httpx`'s `iter_lines()` uses) end a line at each: one NDJSON value would arrive as two
+ * broken lines. JSON.stringify's output holds them only inside strings, where `\u2028`, `\u2029` and `\u0085` are
+ * the same value. One test, and a replace only for the text that holds one.
+ */
+function ndjsonSafe(json: string): string {
+  return UNICODE_LINE_BREAK.test(json) ? json.replace(UNICODE_LINE_BREAKS, (char) => UNICODE_ESCAPES[char]) : json;
 }
 
 function checkedText(text: unknown): string {

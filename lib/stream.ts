@@ -35,7 +35,7 @@ export interface StreamSettings {
   heartbeat: number;
   highWaterMark: number;
   maxBuffer: number;
-  /** Written when the stream opens (the `retry:` frame), or `''`. */
+  /** Written when the stream opens (the `retry:` line, which the first event then follows), or `''`. */
   opening: string;
   /** Written by `close()` after everything pending (the `done` frame), or `''`. */
   closing: string;
@@ -46,8 +46,6 @@ type FlushableResponse = ServerResponse & { flush?: () => void };
 
 const SENT = Promise.resolve(true);
 const NOT_SENT = Promise.resolve(false);
-/** The serializer of `pushJson()`: its data is text already. */
-const asText: Serializer = (value) => value as string;
 
 /**
  * The `SseStream` behind `res.sse`; created by `sseStream()`, never by users.
@@ -166,7 +164,7 @@ export class ResponseStream implements SseStream, FrameSink, ShapedStream {
    */
   pushJson(json: string, options?: PushOptions): boolean {
     if (this.#closeReason !== undefined) return false;
-    const frame = this.#settings.wire.event(json, options, asText);
+    const frame = this.#settings.wire.json(json, options);
     if (frame.length > this.#settings.maxBuffer || !this.#enqueue(frame)) return false;
     this.#events += 1;
     return true;
@@ -214,7 +212,8 @@ export class ResponseStream implements SseStream, FrameSink, ShapedStream {
 
   /**
    * For `closeAllStreams()`: sends `data` (with a `retry:` hint) instead of `done`, which would tell the client not
-   * to come back, then ends the stream with reason `'shutdown'`.
+   * to come back, then ends the stream with reason `'shutdown'`. The hint is a line of its own: with `data` it is a
+   * field of that last event, without it the stream ends on it, and either way no blank line stands alone.
    */
   shutdown(data: unknown, retry: number | undefined): Promise<void> {
     if (this.#closing !== undefined || this.#closeReason !== undefined) return this.close();
