@@ -45,7 +45,8 @@ export interface SseStreamOptions {
   done?: string;
   /**
    * How much encoded text (in characters, which are bytes for ASCII) may wait for the client before `send()` waits.
-   * Below the socket's own buffer (16 KiB) it acts like that buffer. Default: 65536 (64 KiB).
+   * Below the socket's own buffer (its `writableHighWaterMark`: 16 KiB up to Node 20, 64 KiB since Node 22) it acts
+   * like that buffer. Default: 65536 (64 KiB).
    */
   highWaterMark?: number;
   /**

@@ -313,7 +313,8 @@ export class ResponseStream implements SseStream, FrameSink, ShapedStream {
   /**
    * After a yield: waits for 'drain' if the response said it is full. Behind compression() the bytes waiting in zlib
    * are not in writableLength, so the response's own verdict is the one to trust; a `highWaterMark` below the
-   * socket's buffer (16 KiB) therefore acts like that buffer's size.
+   * socket's buffer (its writableHighWaterMark: 16 KiB on Node 20, 64 KiB since Node 22) therefore acts like that
+   * buffer's size.
    */
   #resumeAfterYield(resolve: (sent: boolean) => void): void {
     if (this.#closeReason !== undefined) resolve(false);
