@@ -20,6 +20,13 @@ const MAX_FAILURES = 3;
 /** Why a follower stops other than by its client leaving: how the run ended, or what went wrong. */
 type Stop = RunEnd | 'gone' | 'unavailable';
 
+/**
+ * Why a follower stops when the run it follows is no longer the key's: a run that vanished (discarded by a producer
+ * that gave up before its first event was stored, or lost with the store's data) starts again on the next request,
+ * so its clients come back; one that was replaced (a channel's) is gone.
+ */
+const vanished = (read: ReadResult, reopen: (() => void) | undefined): Stop => (read.runId === undefined && reopen === undefined ? 'unavailable' : 'gone');
+
 /** The errors a follower reports itself, as its route's error event, by why it stops. */
 const FAILURES: Partial<Record<Stop, ErrorEventInfo>> = {
   expired: LIBRARY_ERRORS.expired,
@@ -176,7 +183,7 @@ class Feed {
         continue;
       }
       if (response.closed) break;
-      if (read.runId !== runId) return follower.end('gone', reopen);
+      if (read.runId !== runId) return follower.end(vanished(read, reopen), reopen);
       if (follower.cursor > read.tail) {
         // An id of this run from beyond its end cannot be real: replay from the start instead.
         follower.cursor = 0;
@@ -243,7 +250,7 @@ class Feed {
         if (++this.#failures >= MAX_FAILURES) this.#endLive('unavailable');
         return;
       }
-      if (read.runId !== runId) return this.#endLive('gone');
+      if (read.runId !== runId) return this.#endLive(vanished(read, this.#target.reopen));
       for (const follower of this.#live) {
         if (!follower.write(read.events)) this.#fallBehind(follower);
       }
