@@ -22,6 +22,15 @@ export interface RedisServer {
   connect(): Redis;
   /** Stops the server and removes its directory. */
   stop(): Promise<void>;
+  /** Kills the server with SIGKILL (as a crash does) and waits for it to exit; `stop()` still removes its directory. */
+  kill(): Promise<void>;
+}
+
+export interface RedisServerOptions {
+  /** The port to listen on (to restart a killed server where its clients look for it); default: a free one. */
+  port?: number;
+  /** More redis-server arguments, e.g. `['--maxmemory-policy', 'noeviction']`. */
+  args?: string[];
 }
 
 
@@ -52,13 +61,13 @@ async function untilReady(port: number, child: ChildProcess, output: () => strin
 }
 
 /** Starts a redis-server and resolves once it answers PING. */
-export async function startRedisServer(): Promise<RedisServer> {
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   if (!existsSync(REDIS_SERVER_PATH)) throw new Error(REDIS_INSTALL_MESSAGE);
   const dir = await mkdtemp(path.join(tmpdir(), 'sse-redis-'));
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const child = spawn(
     REDIS_SERVER_PATH,
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', ''],
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', '', ...(options.args ?? [])],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
@@ -82,5 +91,9 @@ export async function startRedisServer(): Promise<RedisServer> {
     port,
     connect: () => new Redis({ port, host: '127.0.0.1' }),
     stop,
+    kill: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited(child);
+    },
   };
 }

@@ -314,6 +314,11 @@ describe('RedisStore on Redis', () => {
     expect(() => new RedisStore(options({ client: { get: () => undefined } }))).toThrow(/^client: /);
     expect(() => new RedisStore({ client, prefix: 'a{b}:' })).toThrow(/^prefix: /);
     expect(() => new RedisStore(options({ client, prefix: 7 }))).toThrow(/^prefix: /);
+    expect(() => new RedisStore({ client, timeout: 0 })).toThrow(/^timeout: expected 1 to 2147483647 milliseconds, got 0/);
+    expect(() => new RedisStore({ client, timeout: 1.5 })).toThrow(/^timeout: expected a non-negative integer/);
+    expect(() => new RedisStore(options({ client, timeout: '5000' }))).toThrow(/^timeout: /);
+    expect(() => new RedisStore({ client, timeout: 2 ** 31 })).toThrow(/^timeout: /);
+    expect(() => new RedisStore(options({ client, timeuot: 5000 }))).toThrow(/^timeuot: not an option of RedisStore/);
     await expect(store.open('', LONG)).rejects.toThrow(TypeError);
     await expect(store.watch('', () => undefined)).rejects.toThrow(/^key: /);
     await expect(store.read('k', -1, 10)).rejects.toThrow(/^after: /);

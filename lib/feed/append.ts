@@ -19,8 +19,11 @@ const RETRY_PAUSE = 100;
 export interface AppenderOptions {
   /** Events the key keeps (`maxEvents`, a channel's `history`): one append carries at most half of them. */
   maxEvents: number;
-  /** Called once when the store refuses an append (the run ended, was aborted, or lost its lease) or keeps failing. */
-  onRefused: () => void;
+  /**
+   * Called once when the store refuses an append (the run ended, was aborted, or lost its lease) or keeps failing;
+   * `stored` tells whether any earlier append was accepted.
+   */
+  onRefused: (stored: boolean) => void;
   /** Awaited, when it returns a promise, before each append: a channel holds its pushes while a subscriber takes its place. */
   gate?: () => Promise<void> | undefined;
 }
@@ -33,12 +36,14 @@ export class Appender {
   readonly #store: ResumeStore;
   readonly #key: string;
   readonly #runId: Promise<string>;
-  readonly #onRefused: () => void;
+  readonly #onRefused: (stored: boolean) => void;
   readonly #gate: (() => Promise<void> | undefined) | undefined;
   #bodies: string[] = [];
   #waiting: Array<(appended: boolean) => void> = [];
   #appending: Promise<void> | undefined;
   #refused = false;
+  /** Whether the store accepted any append. */
+  #stored = false;
   #sinceYield = 0;
 
   /** The most events one append carries: half of what the key keeps, so a burst cannot outrun its readers. */
@@ -89,7 +94,7 @@ export class Appender {
       // Opening the key failed (and was reported there): nothing can be appended.
       runId = '';
       this.discard();
-      this.#onRefused();
+      this.#onRefused(false);
     }
     while (this.#bodies.length > 0 && !this.#refused) {
       const bodies = this.#bodies.length > this.#chunk ? this.#bodies.splice(0, this.#chunk) : this.#bodies;
@@ -101,9 +106,10 @@ export class Appender {
       }
       await this.#gate?.();
       const appended = await this.#appendWithRetries(runId, bodies);
+      if (appended !== false) this.#stored = true;
       if (appended === false) {
         this.discard();
-        this.#onRefused();
+        this.#onRefused(this.#stored);
       } else if (!last || this.#sinceYield > YIELD_EVERY) {
         // Between the chunks of a burst, the key's readers take their turn before older events are dropped; and a
         // producer that only awaits its appends would otherwise never let timers and sockets run.

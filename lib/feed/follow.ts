@@ -20,6 +20,13 @@ const MAX_FAILURES = 3;
 /** Why a follower stops other than by its client leaving: how the run ended, or what went wrong. */
 type Stop = RunEnd | 'gone' | 'unavailable';
 
+/**
+ * Why a follower stops when the run it follows is no longer the key's: a run that vanished (discarded by a producer
+ * that gave up before its first event was stored, or lost with the store's data) starts again on the next request,
+ * so its clients come back; one that was replaced (a channel's) is gone.
+ */
+const vanished = (read: ReadResult, reopen: (() => void) | undefined): Stop => (read.runId === undefined && reopen === undefined ? 'unavailable' : 'gone');
+
 /** The errors a follower reports itself, as its route's error event, by why it stops. */
 const FAILURES: Partial<Record<Stop, ErrorEventInfo>> = {
   expired: LIBRARY_ERRORS.expired,
@@ -191,7 +198,10 @@ class Feed {
         continue;
       }
       if (response.closed) break;
-      if (read.runId !== runId) return follower.replaced(read.runId, reopen);
+      if (read.runId !== runId) {
+        const why = vanished(read, reopen);
+        return why === 'gone' ? follower.replaced(read.runId, reopen) : follower.end(why, reopen);
+      }
       if (follower.cursor > read.tail) {
         // An id of this run from beyond its end cannot be real: replay from the start instead.
         follower.cursor = 0;
@@ -258,7 +268,7 @@ class Feed {
         if (++this.#failures >= MAX_FAILURES) this.#endLive('unavailable');
         return;
       }
-      if (read.runId !== runId) return this.#endLive('gone', read.runId);
+      if (read.runId !== runId) return this.#endLive(vanished(read, this.#target.reopen), read.runId);
       for (const follower of this.#live) {
         if (!follower.write(read.events)) this.#fallBehind(follower);
       }

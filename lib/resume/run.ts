@@ -57,7 +57,7 @@ export class RunStream implements SseStream, ShapedStream {
     this.#serialize = encoding.serialize;
     this[EVENT_SHAPES] = encoding.shapes;
     this.lastEventId = lastEventId;
-    this.#appender = new Appender(store, key, runId, { maxEvents: settings.maxEvents, onRefused: () => this.#end('aborted') });
+    this.#appender = new Appender(store, key, runId, { maxEvents: settings.maxEvents, onRefused: (stored) => this.#refused(stored) });
     this.#renewal = setInterval(() => this.#renew(), Math.max(1, Math.floor(settings.lease * 0.2)));
     this.#renewal.unref();
     this.#expiry = setTimeout(() => void this.#finish('expired', 'expired'), settings.ttl);
@@ -129,6 +129,18 @@ export class RunStream implements SseStream, ShapedStream {
       this.#end(ended ? closeReason : 'aborted');
     })();
     return this.#closing;
+  }
+
+  /**
+   * The store refused an append or kept failing. When it took none of this run's events, the run is discarded, so
+   * that the next request of the key runs the route again instead of finding a run that stopped unexpectedly.
+   */
+  #refused(stored: boolean): void {
+    if (!stored && this.#closeReason === undefined) {
+      // Inside an executor: a store of the app's own that throws instead of rejecting is reported too.
+      new Promise((resolve) => resolve(this.#store.discard?.(this.#key, this.#runId))).catch((error: unknown) => storeWarning('discard()', error));
+    }
+    this.#end('aborted');
   }
 
   #renew(): void {

@@ -96,8 +96,9 @@ export interface ResumeStore {
   /** Ends the key's live run as `'aborted'`, whichever process produces it. Resolves `false` when none was live. */
   abort(key: string): Promise<boolean>;
   /**
-   * Reads up to `limit` events after position `after`. When the run's lease has lapsed without an end, the store
-   * records the end as `'lost'` first, so every follower sees the same.
+   * Reads up to `limit` events after position `after`. A run whose lease has lapsed without an end reads as ended
+   * `'lost'` (so every follower sees the same end), and the store records that end; a read never depends on a
+   * write, so it answers whenever the store can answer reads.
    */
   read(key: string, after: number, limit: number): Promise<ReadResult>;
   /**
@@ -105,6 +106,13 @@ export interface ResumeStore {
    * Resolves, once the store listens, with the function that stops it.
    */
   watch(key: string, onWake: () => void): Promise<() => void>;
+  /**
+   * Optional. Removes run `runId` of `key` as if it had never been opened, unless it ended other than `'lost'`: its
+   * producer gave up before the store took any of its events, so the next `open()` starts the key's run again.
+   * Wakes its followers, who find it gone. Resolves `false` when there was nothing to remove. A store without it
+   * leaves such a run to end as `'lost'` once its lease lapses.
+   */
+  discard?(key: string, runId: string): Promise<boolean>;
 }
 
 const STORE_METHODS = ['open', 'append', 'renew', 'end', 'abort', 'read', 'watch'] as const;

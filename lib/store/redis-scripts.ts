@@ -1,5 +1,6 @@
 /**
- * The Lua scripts of `RedisStore`, one per store operation, each atomic and one round trip. KEYS are always the
+ * The Lua scripts of `RedisStore`, one per store operation, each atomic and one round trip (a read that finds a
+ * lapsed lease is followed by LOSE, best-effort). KEYS are always the
  * run's hash, its lease and its event stream (see `redis.ts` for the layout).
  * @internal
  * @module
@@ -106,24 +107,28 @@ return 1
 `;
 
 /**
- * ARGV: after, limit, channel. Replies {runId, tail, end, missed, {{seq, frame}, …}}, with '' for no run and for no
+ * ARGV: after, limit. Replies {runId, tail, end, missed, {{seq, frame}, …}, lapsed}, with '' for no run and for no
  * end (RESP3 would turn a Lua false into a boolean, RESP2 into a nil: an empty string reads the same in both).
- * A live run whose lease lapsed is ended as 'lost' first, durably, so every follower reads the same end.
+ * Read-only (`flags=no-writes` on Redis 7), so it answers on a full server (`maxmemory` with `noeviction`) and on a
+ * read-only replica. A live run whose lease lapsed reads as ended 'lost' (that end is final: no one can renew a
+ * lapsed lease, so every follower reads the same), and `lapsed` is 1 so that the caller records the end with LOSE, a
+ * separate, best-effort write.
  * Events at or below tail - max are not returned even while an approximate XADD MAXLEN still keeps them, so what
  * a follower sees does not depend on how Redis trims.
  */
-const READ = `${FINISH}
-local run = redis.call('HMGET', KEYS[1], 'id', 'seq', 'ttl', 'max', 'ended')
+const READ = `
+local run = redis.call('HMGET', KEYS[1], 'id', 'seq', 'max', 'ended')
 local id = run[1]
-if not id then return {'', 0, '', 0, {}} end
+if not id then return {'', 0, '', 0, {}, 0} end
 local tail = tonumber(run[2])
-local ended = run[5]
+local ended = run[4]
+local lapsed = 0
 if not ended and redis.call('GET', KEYS[2]) ~= id then
   ended = 'lost'
-  finish(tail, ended, run[3], ARGV[3])
+  lapsed = 1
 end
 local after = tonumber(ARGV[1])
-local first = tail - tonumber(run[4]) + 1
+local first = tail - tonumber(run[3]) + 1
 local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
 if oldest and oldest[2][1] == 'f' then
   local kept = tonumber(string.sub(oldest[1], 3))
@@ -146,7 +151,31 @@ end
 local missed = first - after - 1
 if missed < 0 then missed = 0 end
 if last < tail or not ended then ended = '' end
-return {id, tail, ended, missed, events}
+return {id, tail, ended, missed, events, lapsed}
+`;
+
+/**
+ * ARGV: runId, channel. Records the end 'lost' of run runId when its lease lapsed without an end (what READ reported
+ * as `lapsed`), durably, and wakes its followers. Replies 1 when it recorded it, 0 when there was nothing to record.
+ */
+const LOSE = `${FINISH}
+local run = redis.call('HMGET', KEYS[1], 'id', 'seq', 'ttl', 'ended')
+if run[1] ~= ARGV[1] or run[4] or redis.call('GET', KEYS[2]) == run[1] then return 0 end
+finish(tonumber(run[2]), 'lost', run[3], ARGV[2])
+return 1
+`;
+
+/**
+ * ARGV: runId, channel. Removes run runId, as if it had never been opened, unless it ended other than 'lost' (its
+ * followers then read that end): its producer gave up before any of its events was stored. Wakes its followers,
+ * who find it gone. Only reads and deletes, so it works on a full server. Replies 1 when it removed the run, else 0.
+ */
+const DISCARD = `
+local run = redis.call('HMGET', KEYS[1], 'id', 'ended')
+if run[1] ~= ARGV[1] or (run[2] and run[2] ~= 'lost') then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('PUBLISH', ARGV[2], '')
+return 1
 `;
 
 /**
@@ -156,10 +185,19 @@ return {id, tail, ended, missed, events}
 export interface Script {
   source: string;
   sha: string;
+  /**
+   * For a script declared read-only (`#!lua flags=no-writes`, Redis 7): the same script without the declaration,
+   * for Redis 6.2, which does not know script flags (and, without them, lets a script run that only reads).
+   */
+  unflagged?: Script;
 }
 
 function script(source: string): Script {
   return { source, sha: createHash('sha1').update(source).digest('hex') };
+}
+
+function readOnlyScript(source: string): Script {
+  return { ...script(`#!lua flags=no-writes\n${source}`), unflagged: script(source) };
 }
 
 /** @internal */
@@ -169,5 +207,7 @@ export const SCRIPTS = {
   renew: script(RENEW),
   end: script(END),
   abort: script(ABORT),
-  read: script(READ),
+  read: readOnlyScript(READ),
+  lose: script(LOSE),
+  discard: script(DISCARD),
 };
