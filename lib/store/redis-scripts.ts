@@ -31,7 +31,7 @@ end
 `;
 
 /**
- * ARGV: runId, ttl, lease, maxEvents, replace ('0': never, '1': a run that is over, '2': any run), channel. Replies
+ * ARGV: runId, ttl, lease, maxEvents, replace ('0': never, '1': a run that is over, '2': whatever run), channel. Replies
  * {runId, 1} when it created the run, {existing runId, 0} otherwise. A replaced run's lease goes to the new one, and
  * its followers are woken to find that out. The run hash lives 2 × ttl: the run may go on for ttl, and its
  * events are kept ttl after.
