@@ -43,10 +43,13 @@ describe('the OpenAI SDK reads an openAiChatStream() route', () => {
 
   beforeAll(async () => {
     const app = express();
-    app.post('/v1/chat/completions', express.json(), sseStream({ ...openAiChatStream() }), (req, res) =>
-      complete(res, req.body.messages?.[0]?.content === 'fail' ? 3 : undefined),
-    );
-    app.post('/plain/chat/completions', express.json(), sseStream({ done: '[DONE]' }), (_req, res) => complete(res, undefined));
+    // `.catch(next)`: Express 4 (npm run test:express4) does not route a rejected promise to the error handler.
+    app.post('/v1/chat/completions', express.json(), sseStream({ ...openAiChatStream() }), (req, res, next) => {
+      complete(res, req.body.messages?.[0]?.content === 'fail' ? 3 : undefined).catch(next);
+    });
+    app.post('/plain/chat/completions', express.json(), sseStream({ done: '[DONE]' }), (_req, res, next) => {
+      complete(res, undefined).catch(next);
+    });
     app.use(sseErrorHandler());
     server = await listen(app);
     client = new OpenAI({ apiKey: 'test-key', baseURL: `${server.url}/v1`, maxRetries: 0 });
