@@ -173,6 +173,7 @@ const DEFAULT_RETRY_AFTER = 5;
  * header. A custom store signals "full" by rejecting with one.
  */
 export class StoreFullError extends Error {
+  /** `'StoreFullError'`, the check `sseStream()` and error handlers can make across the CommonJS and ES builds. */
   override readonly name = 'StoreFullError';
   /** 503 Service Unavailable. */
   readonly status = 503;
