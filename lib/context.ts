@@ -2,7 +2,7 @@
  * The one AsyncLocalStorage that carries the current request's stream through every await, timer and callback of
  * the work it starts, and into no other request.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
 import type { SseStream } from './sse-stream.js';
 
 /**
@@ -28,4 +28,24 @@ export function currentStream(): SseStream | undefined {
  */
 export function runWithStream<T>(stream: SseStream, fn: () => T): T {
   return storage.run(stream, fn);
+}
+
+/**
+ * The async context this module was loaded in, which belongs to no request. Timers and callbacks the library
+ * schedules for itself (heartbeats, store expiry, lease renewals, feed polls, retries) are created in it, so none of
+ * them carries the request that happened to schedule it (its `res.sse`, and through it the response) for as long
+ * as the timer lives. Shared, like the storage, by the CommonJS and the ES module build.
+ */
+const LIBRARY_SCOPE_KEY = Symbol.for('express-sse-context.library-scope.v1');
+const libraryScope: AsyncResource = ((globalThis as Record<symbol, unknown>)[LIBRARY_SCOPE_KEY] ??= storage.exit(
+  () => new AsyncResource('express-sse-context'),
+)) as AsyncResource;
+
+/**
+ * Runs `fn` (which calls `setTimeout`, `setInterval`, …) outside any request's async context, so what it schedules
+ * keeps no finished request alive. The one way the library schedules its own timers.
+ * @internal
+ */
+export function outsideRequests<T>(fn: () => T): T {
+  return libraryScope.runInAsyncScope(fn);
 }

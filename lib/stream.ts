@@ -20,6 +20,7 @@ import {
   type StreamSummary,
   type Subscribable,
 } from './sse-stream.js';
+import { outsideRequests } from './context.js';
 import { openStreams } from './shutdown.js';
 
 /**
@@ -100,9 +101,11 @@ export class ResponseStream implements SseStream, FrameSink, ShapedStream {
     if (settings.opening !== '') this.#enqueue(settings.opening);
     if (settings.heartbeat > 0) {
       const { heartbeat } = settings.wire;
-      this.#timer = setInterval(() => {
-        if (!this.#blocked) this.#enqueue(heartbeat);
-      }, settings.heartbeat);
+      this.#timer = outsideRequests(() =>
+        setInterval(() => {
+          if (!this.#blocked) this.#enqueue(heartbeat);
+        }, settings.heartbeat),
+      );
       this.#timer.unref();
     }
     openStreams.add(this);
@@ -255,11 +258,11 @@ export class ResponseStream implements SseStream, FrameSink, ShapedStream {
     if (period === 0) return;
     const response = this.#response;
     let waiting = response.writableLength;
-    this.#timer = setInterval(() => {
+    this.#timer = outsideRequests(() => setInterval(() => {
       const left = response.writableLength;
       if (left > 0 && left >= waiting) response.destroy();
       waiting = left;
-    }, period);
+    }, period));
     this.#timer.unref();
   }
 

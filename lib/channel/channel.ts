@@ -3,6 +3,7 @@
  * in a resume store that never ends by itself: pushes append to it (from any instance, with the Redis store), and
  * each subscribed response follows it through the same feed as resumable runs.
  */
+import { outsideRequests } from '../context.js';
 import { LIBRARY_ERRORS, SSE, type PushOptions, type Serializer } from '../encode.js';
 import { checkOptions, describe, MAX_TIMER_MS, nonNegativeInteger, optionNames } from '../options.js';
 import { sendThen, type FrameSink, type Subscribable } from '../sse-stream.js';
@@ -114,7 +115,7 @@ class Channel implements SseChannel {
     this.#runId = this.#open();
     this.#appender = this.#appenderFor(this.#runId);
     // Every instance that holds the channel keeps its lease, so the channel lives while any of them does.
-    this.#renewal = setInterval(() => void this.#renew(), Math.floor(FOREVER * 0.2));
+    this.#renewal = outsideRequests(() => setInterval(() => void this.#renew(), Math.floor(FOREVER * 0.2)));
     this.#renewal.unref();
   }
 

@@ -2,6 +2,7 @@
  * The write side of a store key, shared by runs and channels: events encoded once, handed to the store in order,
  * one append per tick's batch, with a promise for whoever waits for them to be durable.
  */
+import { outsideRequests } from '../context.js';
 import { storeWarning, type ResumeStore } from '../store/contract.js';
 
 /** Characters appended without the producer giving the event loop a turn; past it, `durable()` yields one. */
@@ -130,7 +131,7 @@ export class Appender {
       } catch (error) {
         storeWarning('append()', error);
         if (attempt === TRIES) return false;
-        await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE * attempt));
+        await new Promise((resolve) => outsideRequests(() => setTimeout(resolve, RETRY_PAUSE * attempt)));
       }
     }
   }

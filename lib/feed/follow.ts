@@ -7,6 +7,7 @@
  * client that falls behind (more than `highWaterMark` waiting) leaves the feed and catches up on its own, from the
  * store, without slowing the others.
  */
+import { outsideRequests } from '../context.js';
 import { LIBRARY_ERRORS, missedFrame } from '../encode.js';
 import type { ErrorEventInfo } from '../event-shapes.js';
 import type { FrameSink } from '../sse-stream.js';
@@ -301,7 +302,7 @@ class Feed {
 
   #startPolling(): void {
     if (this.#timer !== undefined) return;
-    this.#timer = setInterval(() => this.#pump(), this.#target.poll);
+    this.#timer = outsideRequests(() => setInterval(() => this.#pump(), this.#target.poll));
     this.#timer.unref();
   }
 
@@ -362,7 +363,7 @@ function sleep(milliseconds: number, signal: AbortSignal): Promise<void> {
       signal.removeEventListener('abort', done);
       resolve();
     };
-    const timer = setTimeout(done, milliseconds);
+    const timer = outsideRequests(() => setTimeout(done, milliseconds));
     signal.addEventListener('abort', done);
   });
 }

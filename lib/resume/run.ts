@@ -2,6 +2,7 @@
  * A resumable run: the route's work behind `sseStream({ resume })`, writing its events to a store instead of one
  * response, so it outlives its connection and any number of clients can follow it.
  */
+import { outsideRequests } from '../context.js';
 import { SSE, type PushOptions, type Serializer } from '../encode.js';
 import { EVENT_SHAPES, type EventShapes, type ShapedStream } from '../event-shapes.js';
 import { pipe } from '../pipe.js';
@@ -58,9 +59,9 @@ export class RunStream implements SseStream, ShapedStream {
     this[EVENT_SHAPES] = encoding.shapes;
     this.lastEventId = lastEventId;
     this.#appender = new Appender(store, key, runId, { maxEvents: settings.maxEvents, onRefused: (stored) => this.#refused(stored) });
-    this.#renewal = setInterval(() => this.#renew(), Math.max(1, Math.floor(settings.lease * 0.2)));
+    this.#renewal = outsideRequests(() => setInterval(() => this.#renew(), Math.max(1, Math.floor(settings.lease * 0.2))));
     this.#renewal.unref();
-    this.#expiry = setTimeout(() => void this.#finish('expired', 'expired'), settings.ttl);
+    this.#expiry = outsideRequests(() => setTimeout(() => void this.#finish('expired', 'expired'), settings.ttl));
     this.#expiry.unref();
     let runs = liveRuns.get(store);
     if (runs === undefined) liveRuns.set(store, (runs = new Map()));

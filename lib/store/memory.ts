@@ -1,6 +1,7 @@
 /**
  * The default `ResumeStore`: runs kept in this process's memory, bounded per key, expired after `ttl`.
  */
+import { outsideRequests } from '../context.js';
 import { storedFrame } from '../encode.js';
 import { newRunId, type OpenedRun, type ReadResult, type ResumeStore, type RunEnd, type RunSettings, type StoredEvent } from './contract.js';
 
@@ -126,13 +127,16 @@ export class MemoryStore implements ResumeStore {
   }
 
   #expireAfter(key: string, ttl: number): NodeJS.Timeout {
-    const timer = setTimeout(() => {
-      const run = this.#runs.get(key);
-      if (run === undefined || run.expiry !== timer) return;
-      this.#runs.delete(key);
-      // Followers still attached learn that the run is gone on their next read.
-      wake(run.watchers);
-    }, ttl);
+    // Outside the request that ended the run: a timer made in its context would keep its `res.sse` for `ttl`.
+    const timer = outsideRequests(() =>
+      setTimeout(() => {
+        const run = this.#runs.get(key);
+        if (run === undefined || run.expiry !== timer) return;
+        this.#runs.delete(key);
+        // Followers still attached learn that the run is gone on their next read.
+        wake(run.watchers);
+      }, ttl),
+    );
     timer.unref();
     return timer;
   }

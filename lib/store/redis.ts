@@ -18,6 +18,7 @@
  * docs/redis-faults.md.
  */
 import type { Redis } from 'ioredis';
+import { outsideRequests } from '../context.js';
 import { checkOptions, describe, optionNames, positiveTimerDelay } from '../options.js';
 import { SCRIPTS, type Script } from './redis-scripts.js';
 import {
@@ -188,7 +189,7 @@ export class RedisStore implements ResumeStore {
           if (this.#unanswered.get(key) === entry) this.#unanswered.delete(key);
         };
         // Kept for one more deadline after its answer, for the retry that may still come; at once if it failed.
-        entry.reply.then(() => setTimeout(forget, this.#timeout).unref(), forget);
+        entry.reply.then(() => outsideRequests(() => setTimeout(forget, this.#timeout)).unref(), forget);
       },
     });
     if (this.#unanswered.get(key) === sent) this.#unanswered.delete(key);
@@ -404,11 +405,11 @@ export class RedisStore implements ResumeStore {
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const call: Call = { expired: false, sent: false };
-      const timer = setTimeout(() => {
+      const timer = outsideRequests(() => setTimeout(() => {
         call.expired = true;
         reject(new Error(`RedisStore: ${operation} had no answer from Redis within ${this.#timeout} ms`));
         hooks.onExpired?.(call);
-      }, this.#timeout);
+      }, this.#timeout));
       timer.unref();
       work(call).then(
         (value) => {
