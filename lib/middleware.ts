@@ -8,9 +8,9 @@ import type { Request, RequestHandler } from 'express';
 import { runWithStream } from './context.js';
 import { NDJSON, SSE, type Serializer, type WireFormat } from './encode.js';
 import type { ErrorEventMapper, EventShapes, LogEventMapper } from './event-shapes.js';
-import { checkOptions, describe, nonNegativeInteger, optionalFunction, optionNames, timerDelay } from './options.js';
+import { checkOptions, describe, MAX_TIMER_MS, nonNegativeInteger, optionalFunction, optionNames, timerDelay } from './options.js';
 import type { SseStream, StreamSummary } from './sse-stream.js';
-import { ResponseStream, type StreamSettings } from './stream.js';
+import { ResponseStream, timerPlan, type StreamSettings } from './stream.js';
 import { openRun, resolveResume, serveRun, type ResumeOptions } from './resume/serve.js';
 
 declare global {
@@ -31,10 +31,20 @@ export interface SseStreamOptions {
   retry?: number;
   /**
    * Milliseconds between heartbeats that keep proxies from closing an idle stream (`: ping` in SSE, an empty line in
-   * NDJSON); `0` turns them off; at most 2147483647. After `close()`, a client that reads nothing for this long is
-   * dropped. Default: 15000.
+   * NDJSON); `0` turns them off; at most 2147483647. Default: 15000.
    */
   heartbeat?: number;
+  /**
+   * Milliseconds a client may accept no byte while data waits for it (its socket is full) before it is dropped: its
+   * connection is destroyed, the stream closes with `closeReason` `'stalled'` and its signal aborts. This holds for
+   * every stream (plain, a resumable run's follower, a channel's subscriber), and after `close()` for what is still
+   * to be sent. Checked on the heartbeat's tick (a fraction of it when `stallTimeout` is shorter), so a client is
+   * dropped between `stallTimeout` and `stallTimeout` plus one tick after it stopped reading. A client that reads
+   * slowly but steadily shows progress only when a whole write (at most 64 KiB) has reached the kernel: see
+   * docs/guarantees.md for the smallest safe value. `0`: never. At most 2147483647. Default: two heartbeat periods
+   * (30000 with the default heartbeat), or 30000 when `heartbeat` is 0.
+   */
+  stallTimeout?: number;
   /**
    * `'sse'` (`text/event-stream`), `'ndjson'` (`application/x-ndjson`, one JSON value per line), or `'auto'`: NDJSON
    * when the request's `Accept` header prefers `application/x-ndjson`, SSE otherwise (and `Vary: Accept`).
@@ -89,6 +99,8 @@ export interface SseStreamOptions {
 
 const DEFAULTS = {
   heartbeat: 15_000,
+  /** `stallTimeout` when heartbeats are off; otherwise two heartbeat periods. */
+  stallTimeout: 30_000,
   highWaterMark: 64 * 1024,
   maxBuffer: 4 * 1024 * 1024,
 } as const;
@@ -96,6 +108,7 @@ const DEFAULTS = {
 const KNOWN_OPTIONS = optionNames<SseStreamOptions>({
   retry: true,
   heartbeat: true,
+  stallTimeout: true,
   format: true,
   done: true,
   highWaterMark: true,
@@ -198,6 +211,10 @@ function resolveOptions(options: SseStreamOptions) {
     throw new TypeError(`format: expected one of 'sse', 'ndjson', 'auto', got ${describe(format)}`);
   }
   const heartbeat = timerDelay(options.heartbeat ?? DEFAULTS.heartbeat, 'heartbeat');
+  const stallTimeout = timerDelay(
+    options.stallTimeout ?? (heartbeat === 0 ? DEFAULTS.stallTimeout : Math.min(2 * heartbeat, MAX_TIMER_MS)),
+    'stallTimeout',
+  );
   const highWaterMark = nonNegativeInteger(options.highWaterMark ?? DEFAULTS.highWaterMark, 'highWaterMark');
   const maxBuffer = nonNegativeInteger(options.maxBuffer ?? Math.max(DEFAULTS.maxBuffer, highWaterMark), 'maxBuffer');
   if (maxBuffer < highWaterMark) {
@@ -219,7 +236,7 @@ function resolveOptions(options: SseStreamOptions) {
       wire,
       serialize,
       shapes,
-      heartbeat,
+      timer: timerPlan(heartbeat, stallTimeout),
       highWaterMark,
       maxBuffer,
       opening: retry === undefined ? '' : wire.retry(retry),

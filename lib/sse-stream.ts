@@ -10,11 +10,12 @@ import type { PushOptions } from './encode.js';
 import type { ErrorEventInfo } from './event-shapes.js';
 
 /**
- * Why a stream closed: the client went away, it fell more than `maxBuffer` behind, the route closed it, or
+ * Why a stream closed: the client went away, it fell more than `maxBuffer` behind (`'overflow'`), it accepted no
+ * byte for `stallTimeout` ms while data waited for it (`'stalled'`; its connection is dropped), the route closed it, or
  * `closeAllStreams()` did (a server shutting down). A resumable run (`sseStream({ resume })`) also ends when
  * `abortRun()` stops it or its lease is lost (`'aborted'`), or when it outlives its `ttl` (`'expired'`).
  */
-export type CloseReason = 'disconnect' | 'overflow' | 'close' | 'shutdown' | 'aborted' | 'expired';
+export type CloseReason = 'disconnect' | 'overflow' | 'stalled' | 'close' | 'shutdown' | 'aborted' | 'expired';
 
 /** What `res.sse.pipe()` reads from. */
 export type PipeSource<T = unknown> = AsyncIterable<T> | ReadableStream<T> | Readable;
@@ -124,8 +125,17 @@ export interface FrameSink {
    * characters wait for it (then await `writable()` before writing more) or the stream is closed.
    */
   writeFrame(frame: string): boolean;
-  /** Resolves `true` once at most `highWaterMark` characters wait for the client, `false` if the stream closed. */
+  /**
+   * Resolves `true` once at most `highWaterMark` characters wait for the client, `false` if the stream closed (the
+   * client left, or was dropped as `'stalled'` or `'overflow'`): it never waits longer than the stall rule allows.
+   */
   writable(): Promise<boolean>;
+  /**
+   * Tells the stream that its follower holds `chars` characters of frames it has not written to it yet (it fell
+   * behind). When those and what the stream holds exceed `maxBuffer`, the stream closes as `'overflow'`, its
+   * connection is dropped, and this returns `false`.
+   */
+  lag(chars: number): boolean;
   /** Queues the route's error event (`sseStream({ errorEvent })`) for an error of the library's own. */
   writeError(info: ErrorEventInfo): boolean;
   /** Ends the response with the stream's `done` terminator. */
@@ -142,6 +152,7 @@ const NOT_SENT = Promise.resolve(false);
 const ABORT_MESSAGES: Record<CloseReason, string> = {
   disconnect: 'The client disconnected',
   overflow: 'The client fell more than maxBuffer behind',
+  stalled: 'The client accepted no data for stallTimeout milliseconds and was dropped',
   close: 'The stream was closed',
   shutdown: 'The server is shutting down',
   aborted: 'The run was aborted',

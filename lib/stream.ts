@@ -32,8 +32,8 @@ export interface StreamSettings {
   serialize: Serializer;
   /** What the route's log and error events look like. */
   shapes: EventShapes;
-  /** Milliseconds between heartbeats; 0 = none. */
-  heartbeat: number;
+  /** The stream's one timer: heartbeats and the stall check (see `timerPlan()`). */
+  timer: TimerPlan;
   highWaterMark: number;
   maxBuffer: number;
   /** Written when the stream opens (the `retry:` line, which the first event then follows), or `''`. */
@@ -41,6 +41,39 @@ export interface StreamSettings {
   /** Written by `close()` after everything pending (the `done` frame), or `''`. */
   closing: string;
 }
+
+/**
+ * What the one timer of a stream does: it ticks every `tick` ms, writes a heartbeat every `beatEvery` ticks (0 =
+ * never), and drops the client once `stallTicks` whole ticks in a row have passed with data waiting for it and no
+ * byte of it accepted (0 = never). With no heartbeat the timer starts only once data first waits for the client.
+ * @internal
+ */
+export interface TimerPlan {
+  tick: number;
+  beatEvery: number;
+  stallTicks: number;
+}
+
+/**
+ * The timer of a stream with `heartbeat` and `stallTimeout` (ms, 0 = off). It ticks at the heartbeat, or at a
+ * fraction of it no longer than `stallTimeout` (or at `stallTimeout` when heartbeats are off). A client is dropped
+ * after `ceil(stallTimeout / tick)` whole ticks without progress: never before `stallTimeout` ms without a byte
+ * accepted, and at most one tick later.
+ * @internal
+ */
+export function timerPlan(heartbeat: number, stallTimeout: number): TimerPlan {
+  if (heartbeat === 0) return { tick: stallTimeout, beatEvery: 0, stallTicks: stallTimeout === 0 ? 0 : 1 };
+  const beatEvery = stallTimeout === 0 || stallTimeout >= heartbeat ? 1 : Math.ceil(heartbeat / stallTimeout);
+  const tick = Math.max(1, Math.floor(heartbeat / beatEvery));
+  return { tick, beatEvery, stallTicks: stallTimeout === 0 ? 0 : Math.ceil(stallTimeout / tick) };
+}
+
+/**
+ * The most text one `res.write` hands the socket. A write's bytes count as accepted only once all of them are in
+ * the kernel, so a slow client's progress shows in pieces no larger than this, and the stall rule never takes a
+ * steady reader for a stalled one because of one large write (a burst of `push()` can queue `maxBuffer`).
+ */
+const MAX_WRITE = 64 * 1024;
 
 /** A response that `compression()` has given a `flush()`; calling it pushes buffered gzip output to the socket. */
 type FlushableResponse = ServerResponse & { flush?: () => void };
@@ -62,8 +95,17 @@ export class ResponseStream implements SseStream, FrameSink, ShapedStream {
   readonly #settings: StreamSettings;
   readonly #flush: (() => void) | undefined;
   #abort: AbortController | undefined;
-  /** The heartbeat while the stream is open; after `close()`, the check that the client still reads. */
+  /** The heartbeat and stall check while the stream is open; after `close()`, the stall check alone. */
   #timer: NodeJS.Timeout | undefined;
+  /** Ticks since the last heartbeat. */
+  #beats = 0;
+  /** Whole ticks in a row in which data waited for the client and it accepted none. */
+  #stalledTicks = 0;
+  /** Characters the client had accepted at the last tick, and whether data waited for it then. */
+  #acceptedAtTick = 0;
+  #waitedAtTick = false;
+  /** Characters handed to the response: with its `writableLength`, what the client has accepted so far. */
+  #written = 0;
   #closeReason: CloseReason | undefined;
   #closing: Promise<void> | undefined;
   #finished: (() => void) | undefined;
@@ -92,22 +134,14 @@ export class ResponseStream implements SseStream, FrameSink, ShapedStream {
     // A route that ends the response itself (res.end(), res.json()) must not lose what it pushed: pending text goes
     // first, even past a full buffer (it is bounded by maxBuffer).
     const end = response.end as (this: ServerResponse, ...args: unknown[]) => ServerResponse;
-    const writeAll = (): void => this.#write();
+    const writeAll = (): void => this.#write(true);
     response.end = function endAfterPending(this: ServerResponse, ...args: unknown[]): ServerResponse {
       writeAll();
       return end.apply(this, args);
     } as ServerResponse['end'];
 
     if (settings.opening !== '') this.#enqueue(settings.opening);
-    if (settings.heartbeat > 0) {
-      const { heartbeat } = settings.wire;
-      this.#timer = outsideRequests(() =>
-        setInterval(() => {
-          if (!this.#blocked) this.#enqueue(heartbeat);
-        }, settings.heartbeat),
-      );
-      this.#timer.unref();
-    }
+    if (settings.timer.beatEvery > 0) this.#startTimer();
     openStreams.add(this);
     // The client may have gone while earlier middleware awaited (auth, a body parser): 'close' will not come again.
     if (response.destroyed) this.#end('disconnect');
@@ -179,6 +213,14 @@ export class ResponseStream implements SseStream, FrameSink, ShapedStream {
     return this.#bufferedBytes() <= this.#settings.highWaterMark;
   }
 
+  lag(chars: number): boolean {
+    if (this.#closeReason !== undefined) return false;
+    if (this.#bufferedBytes() + chars <= this.#settings.maxBuffer) return true;
+    this.#end('overflow');
+    this.#response.destroy();
+    return false;
+  }
+
   writable(): Promise<boolean> {
     if (this.#closeReason !== undefined) return NOT_SENT;
     if (this.#bufferedBytes() <= this.#settings.highWaterMark) return SENT;
@@ -242,28 +284,56 @@ export class ResponseStream implements SseStream, FrameSink, ShapedStream {
     this.#pending = '';
     // Never `res.end(callback)`: compression() hands that argument to Buffer.from() and throws.
     this.#bytes += Buffer.byteLength(rest);
+    this.#written += rest.length;
     if (rest === '') this.#response.end();
     else this.#response.end(rest);
     this.#end(reason);
-    if (!this.#response.writableFinished) this.#dropIfStalled();
+    // What is left must still reach the client; one that stops reading is dropped by the stall rule, so neither
+    // `close()` nor the text it holds waits forever.
+    if (!this.#response.writableFinished) this.#startTimer();
     return this.#closing;
   }
 
-  /**
-   * After `close()`, what is left must still reach the client. One that reads nothing for a whole heartbeat period
-   * is dropped, so neither `close()` nor the text it holds waits forever.
-   */
-  #dropIfStalled(): void {
-    const period = this.#settings.heartbeat;
-    if (period === 0) return;
-    const response = this.#response;
-    let waiting = response.writableLength;
-    this.#timer = outsideRequests(() => setInterval(() => {
-      const left = response.writableLength;
-      if (left > 0 && left >= waiting) response.destroy();
-      waiting = left;
-    }, period));
+  /** Starts the stream's one timer, outside the request's async context so that it holds nothing of the request. */
+  #startTimer(): void {
+    const { tick, beatEvery, stallTicks } = this.#settings.timer;
+    if (this.#timer !== undefined || (beatEvery === 0 && stallTicks === 0)) return;
+    this.#stalledTicks = 0;
+    this.#waitedAtTick = false;
+    this.#timer = outsideRequests(() => setInterval(ResponseStream.#tick, tick, this));
     this.#timer.unref();
+  }
+
+  /**
+   * One tick: drops a client that has accepted no byte for `stallTicks` whole ticks while data waited for it, then
+   * writes the heartbeat when one is due (not while the socket is full: it would only wait behind the rest).
+   */
+  static #tick(stream: ResponseStream): void {
+    const { beatEvery, stallTicks } = stream.#settings.timer;
+    if (stallTicks > 0 && stream.#stalledFor() >= stallTicks) {
+      stream.#stopTimer();
+      stream.#end('stalled');
+      stream.#response.destroy();
+      return;
+    }
+    if (beatEvery === 0 || stream.#closeReason !== undefined || ++stream.#beats < beatEvery) return;
+    stream.#beats = 0;
+    if (!stream.#blocked) stream.#enqueue(stream.#settings.wire.heartbeat);
+  }
+
+  /**
+   * Whole ticks in a row, up to this one, in which data waited for the client and it accepted none. What it has
+   * accepted is what was handed to the response less what still waits in the response's and the socket's buffers:
+   * it rises only when the kernel takes bytes (a write raises both terms, or the waiting one by more).
+   */
+  #stalledFor(): number {
+    const waiting = this.#response.writableLength;
+    const accepted = this.#written - waiting;
+    const waited = waiting > 0 || this.#pending !== '';
+    this.#stalledTicks = waited && this.#waitedAtTick && accepted <= this.#acceptedAtTick ? this.#stalledTicks + 1 : 0;
+    this.#waitedAtTick = waited;
+    this.#acceptedAtTick = accepted;
+    return this.#stalledTicks;
   }
 
   /** Adds a whole frame to the pending text, so a heartbeat can never land inside a half-written event. */
@@ -293,18 +363,45 @@ export class ResponseStream implements SseStream, FrameSink, ShapedStream {
     if (!stream.#blocked) stream.#write();
   }
 
-  /** Hands all pending text to the response in one `res.write`. */
-  #write(): void {
+  /**
+   * Hands pending text to the response, in writes of at most `MAX_WRITE` characters until the response says it is
+   * full; with `all` (the route ends the response itself), all of it at once.
+   */
+  #write(all = false): void {
     if (this.#pending === '' || this.#closeReason !== undefined) return;
     if (this.#response.writableEnded) {
       this.#end('close');
       return;
     }
-    const chunk = this.#pending;
-    this.#pending = '';
-    this.#bytes += Buffer.byteLength(chunk);
-    this.#blocked = !this.#response.write(chunk);
+    do {
+      const chunk = this.#nextChunk();
+      this.#bytes += Buffer.byteLength(chunk);
+      this.#written += chunk.length;
+      this.#blocked = !this.#response.write(chunk);
+    } while ((all || !this.#blocked) && this.#pending !== '');
     this.#flush?.();
+    // With heartbeats off the timer starts only now, when data first waits for the client.
+    if (this.#blocked) this.#startTimer();
+  }
+
+  /**
+   * Takes the next write from the pending text: all of it, or up to `MAX_WRITE` characters ending at a line break
+   * (else before a surrogate pair, which must not be split).
+   */
+  #nextChunk(): string {
+    const pending = this.#pending;
+    if (pending.length <= MAX_WRITE) {
+      this.#pending = '';
+      return pending;
+    }
+    let cut = pending.lastIndexOf('\n', MAX_WRITE - 1) + 1;
+    if (cut === 0) {
+      cut = MAX_WRITE;
+      const last = pending.charCodeAt(cut - 1);
+      if (last >= 0xd800 && last <= 0xdbff) cut -= 1;
+    }
+    this.#pending = pending.slice(cut);
+    return pending.slice(0, cut);
   }
 
   #drain(): void {
@@ -332,8 +429,13 @@ export class ResponseStream implements SseStream, FrameSink, ShapedStream {
 
   #onResponseClose(): void {
     this.#end(this.#response.writableFinished ? 'close' : 'disconnect');
-    clearInterval(this.#timer);
+    this.#stopTimer();
     this.#finished?.();
+  }
+
+  #stopTimer(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
   }
 
   /** What the stream did; complete once it has closed. */
@@ -341,13 +443,13 @@ export class ResponseStream implements SseStream, FrameSink, ShapedStream {
     return { reason: this.#closeReason ?? 'close', duration: this.#duration, events: this.#events, bytes: this.#bytes };
   }
 
-  /** Marks the stream closed, once: stops the heartbeat, drops pending text, releases waiters, aborts the signal. */
+  /** Marks the stream closed, once: stops the timer, drops pending text, releases waiters, aborts the signal. */
   #end(reason: CloseReason): void {
     if (this.#closeReason !== undefined) return;
     this.#closeReason = reason;
     this.#duration = performance.now() - this.#openedAt;
     openStreams.delete(this);
-    clearInterval(this.#timer);
+    this.#stopTimer();
     this.#pending = '';
     this.#settle(false);
     this.#abort?.abort(abortReason(reason));

@@ -14,10 +14,10 @@
  * requests. Without the maxBuffer bound the 100 MiB would stay in the process (as pending text or in the socket's
  * write queue), far above maxBuffer + 32 MiB.
  */
-import net from 'node:net';
 import express from 'express';
 import { sseStream, type SseStream } from '../../lib';
 import { deferred, loopTurns, type Deferred } from '../helpers/deferred';
+import { stalledClient } from '../helpers/raw-client';
 import { eventually, listen, openStream, type StreamClient, type TestServer } from '../helpers/sse-client';
 import { collectGarbage, KIB, MIB, mib } from './support';
 
@@ -50,21 +50,6 @@ interface FloodReport {
   ticks: number;
   abortReason: unknown;
   finished: Deferred<void>;
-}
-
-/** A client that sends its request and reads nothing, ever: the kernel's buffers fill, then the server's. */
-function stalledClient(url: string): Promise<{ socket: net.Socket; closed: Promise<void> }> {
-  const { hostname, port, pathname } = new URL(url);
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: hostname, port: Number(port) }, () => {
-      socket.pause();
-      socket.write(`GET ${pathname} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nAccept: text/event-stream\r\n\r\n`);
-      const closed = new Promise<void>((done) => socket.once('close', () => done()));
-      resolve({ socket, closed });
-    });
-    socket.on('error', () => undefined);
-    socket.once('error', reject);
-  });
 }
 
 describe('a stalled client', () => {

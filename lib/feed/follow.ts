@@ -5,7 +5,8 @@
  *
  * Everything goes by position, so the seam between replay and live holds neither a gap nor a duplicate, and a
  * client that falls behind (more than `highWaterMark` waiting) leaves the feed and catches up on its own, from the
- * store, without slowing the others.
+ * store, without slowing the others. While it waits for its socket the feed counts what it misses: one more than
+ * `maxBuffer` behind is dropped as `'overflow'` (and one that stops reading, by its stream's stall rule).
  */
 import { outsideRequests } from '../context.js';
 import { LIBRARY_ERRORS, missedFrame } from '../encode.js';
@@ -59,6 +60,16 @@ class Follower {
   cursor: number;
   /** Events read but not yet written: the client fell behind in the middle of their batch. */
   rest: StoredEvent[] = [];
+  /** The store's last position when the follower last read (or was served by the feed). */
+  tail = 0;
+  /**
+   * While the follower waits for its client's socket: characters of the frames appended since, which it has not
+   * had, counted up to position `counted` and weighed by its stream against `maxBuffer` (what it replays from
+   * before is history, not lag); and whether `rest` holds every one of them, so it need not read them again.
+   */
+  behind = 0;
+  counted = 0;
+  keeping = false;
   #done: ((replacedBy?: string) => void) | undefined;
   /** Resolves when the follower is done: with the id of the run that replaced the one it followed, if one did. */
   readonly finished = new Promise<string | undefined>((resolve) => (this.#done = resolve));
@@ -122,6 +133,8 @@ class Feed {
   readonly #target: FollowTarget;
   readonly #live = new Set<Follower>();
   readonly #members = new Set<Follower>();
+  /** Followers waiting for their client's socket: the feed counts what they miss meanwhile. */
+  readonly #parked = new Set<Follower>();
   readonly #dispose: () => void;
   #unwatch: (() => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -182,7 +195,7 @@ class Feed {
     let failures = 0;
     while (!response.closed) {
       if (follower.rest.length > 0) {
-        if (!(await response.writable())) break;
+        if (!(await this.#park(follower))) break;
         follower.write(follower.rest);
         continue;
       }
@@ -199,6 +212,7 @@ class Feed {
         continue;
       }
       if (response.closed) break;
+      follower.tail = read.tail;
       if (read.runId !== runId) {
         const why = vanished(read, reopen);
         return why === 'gone' ? follower.replaced(read.runId, reopen) : follower.end(why, reopen);
@@ -209,7 +223,7 @@ class Feed {
         continue;
       }
       if (!follower.write(read.events)) {
-        if (!(await response.writable())) break;
+        if (!(await this.#park(follower))) break;
       } else if (read.end !== undefined) {
         return follower.end(read.end, reopen);
       } else if (read.events.length < BATCH && follower.cursor >= this.#cursor) {
@@ -239,9 +253,47 @@ class Feed {
     }
   }
 
+  /**
+   * Waits until the follower's client can take more, while the feed counts what it misses meanwhile. Resolves
+   * `false` when the stream closed (the client left, was dropped as `'stalled'`, or fell more than `maxBuffer`
+   * behind and was dropped as `'overflow'`).
+   */
+  async #park(follower: Follower): Promise<boolean> {
+    const held = follower.rest.at(-1)?.seq ?? follower.cursor;
+    follower.behind = 0;
+    follower.counted = Math.max(held, follower.tail);
+    follower.keeping = held === follower.tail;
+    if (this.#live.size === 0 && this.#parked.size === 0) this.#cursor = Math.max(this.#cursor, follower.counted);
+    this.#parked.add(follower);
+    this.#startPolling();
+    try {
+      return await follower.response.writable();
+    } finally {
+      this.#parked.delete(follower);
+      if (this.#live.size === 0 && this.#parked.size === 0) this.#stopPolling();
+    }
+  }
+
+  /**
+   * Counts the new events each parked follower misses, and keeps them for it while they follow on from what it
+   * holds (at most `maxBuffer` characters): its stream drops one more than `maxBuffer` behind.
+   */
+  #countMissed(events: readonly StoredEvent[]): void {
+    for (const follower of this.#parked) {
+      for (const event of events) {
+        if (event.seq <= follower.counted) continue;
+        if (event.seq !== follower.counted + 1) follower.keeping = false;
+        if (follower.keeping) follower.rest.push(event);
+        follower.counted = event.seq;
+        follower.behind += event.frame.length;
+      }
+      if (!follower.response.lag(follower.behind)) this.#parked.delete(follower);
+    }
+  }
+
   /** Reads what is new once and writes it to every live follower; one pump at a time, again if woken meanwhile. */
   #pump(): void {
-    if (this.#live.size === 0) return;
+    if (this.#live.size === 0 && this.#parked.size === 0) return;
     if (this.#reading) {
       this.#again = true;
       return;
@@ -270,20 +322,22 @@ class Feed {
         return;
       }
       if (read.runId !== runId) return this.#endLive(vanished(read, this.#target.reopen), read.runId);
+      if (this.#parked.size > 0) this.#countMissed(read.events);
       for (const follower of this.#live) {
-        if (!follower.write(read.events)) this.#fallBehind(follower);
+        if (!follower.write(read.events)) this.#fallBehind(follower, read.tail);
       }
       const last = read.events.at(-1);
       if (last !== undefined) this.#cursor = Math.max(this.#cursor, last.seq);
       if (read.end !== undefined) return this.#endLive(read.end);
-      if (read.events.length < BATCH || this.#live.size === 0) return;
+      if (read.events.length < BATCH || (this.#live.size === 0 && this.#parked.size === 0)) return;
     }
   }
 
   /** A follower more than `highWaterMark` behind leaves the feed, and rejoins once it has caught up from the store. */
-  #fallBehind(follower: Follower): void {
+  #fallBehind(follower: Follower, tail: number): void {
     this.#live.delete(follower);
-    void follower.response.writable().then((open) => (open ? this.#catchUp(follower) : follower.release()));
+    follower.tail = tail;
+    void this.#park(follower).then((open) => (open ? this.#catchUp(follower) : follower.release()));
   }
 
   #endLive(why: Stop, current?: string): void {
@@ -313,7 +367,8 @@ class Feed {
 
   #leave(follower: Follower): void {
     this.#live.delete(follower);
-    if (this.#live.size === 0) this.#stopPolling();
+    this.#parked.delete(follower);
+    if (this.#live.size === 0 && this.#parked.size === 0) this.#stopPolling();
     if (this.#members.delete(follower) && this.#members.size === 0) this.#close();
   }
 
