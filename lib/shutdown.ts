@@ -26,6 +26,12 @@ export interface CloseAllOptions {
   data?: unknown;
   /** Milliseconds the browser should wait before it reconnects (to another instance), sent as `retry:` (SSE only). Default: none. */
   retry?: number;
+  /**
+   * Milliseconds over which the reconnections are spread: each client gets its own `retry`, drawn uniformly from the
+   * integers of `[retry, retry + jitter]`, so thousands of clients do not come back to the remaining instances in
+   * the same instant. `0` sends every client the same `retry`. Needs `retry`. Default: equal to `retry`.
+   */
+  jitter?: number;
 }
 
 /** The number of `sseStream()` streams open in this process now: a gauge for metrics. */
@@ -34,20 +40,29 @@ export function openStreamCount(): number {
 }
 
 /**
- * Ends every open stream cleanly, for a graceful shutdown: each client gets the `retry` hint and the `data` event if
- * given (not the `done` terminator, so `EventSource` reconnects, to a healthy instance), its signal aborts with a
+ * Ends every open stream cleanly, for a graceful shutdown: each client gets a `retry` hint (spread over
+ * `[retry, retry + jitter]`, so reconnections arrive over a window) and the `data` event if given (not the `done`
+ * terminator, so `EventSource` reconnects, to a healthy instance), its signal aborts with a
  * shutdown reason (`closeReason` `'shutdown'`), and `server.close()` can then finish. Resolves once every response
  * has finished (or its client was dropped).
  *
  * @example
  * process.on('SIGTERM', async () => {
- *   await closeAllStreams({ data: { type: 'shutdown' }, retry: 1000 });
+ *   await closeAllStreams({ data: { type: 'shutdown' }, retry: 1000, jitter: 4000 });
  *   server.close();
  * });
- * @throws TypeError naming the option for a `retry` that is not a non-negative integer.
+ * @throws TypeError naming the option for a `retry` or `jitter` that is not a non-negative integer, a `jitter`
+ * without `retry`, or a `retry + jitter` past `Number.MAX_SAFE_INTEGER`.
  */
 export async function closeAllStreams(options: CloseAllOptions = {}): Promise<void> {
   const { data, retry } = options;
-  if (retry !== undefined) nonNegativeInteger(retry, 'retry');
-  await Promise.all(Array.from(openStreams, (stream) => stream.shutdown(data, retry)));
+  if (retry === undefined) {
+    if (options.jitter !== undefined) throw new TypeError('jitter: needs retry, the delay it spreads');
+    await Promise.all(Array.from(openStreams, (stream) => stream.shutdown(data, undefined)));
+    return;
+  }
+  nonNegativeInteger(retry, 'retry');
+  const jitter = nonNegativeInteger(options.jitter ?? retry, 'jitter');
+  if (!Number.isSafeInteger(retry + jitter)) throw new TypeError(`jitter: retry + jitter must be a safe integer, got ${retry} + ${jitter}`);
+  await Promise.all(Array.from(openStreams, (stream) => stream.shutdown(data, retry + Math.floor(Math.random() * (jitter + 1)))));
 }
