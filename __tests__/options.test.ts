@@ -40,7 +40,7 @@ describe('sseStream() options', () => {
       ['NaN', NaN],
       ['Infinity', Infinity],
     ];
-    const numericOptions = ['retry', 'heartbeat', 'highWaterMark', 'maxBuffer'];
+    const numericOptions = ['retry', 'heartbeat', 'stallTimeout', 'highWaterMark', 'maxBuffer'];
     const numericCases = numericOptions.flatMap((option) =>
       badNumbers.map(([kind, value]): [string, string, unknown] => [option, kind, value]),
     );
@@ -59,6 +59,11 @@ describe('sseStream() options', () => {
 
     it.each([['JSON.stringify'], [{}], [42]])('throws a TypeError naming serialize when it is %p', (serialize) => {
       expectOptionError(() => sseStream(loose({ serialize })), 'serialize');
+    });
+
+    it('throws a TypeError naming stallTimeout past the longest timer delay, and takes the largest one', () => {
+      expectOptionError(() => sseStream({ stallTimeout: 2 ** 31 }), 'stallTimeout');
+      expect(() => sseStream({ stallTimeout: 2 ** 31 - 1, heartbeat: 2 ** 31 - 1 })).not.toThrow();
     });
 
     it('throws a TypeError naming maxBuffer when it is below highWaterMark', () => {
