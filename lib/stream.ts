@@ -290,7 +290,7 @@ export class ResponseStream implements SseStream, FrameSink, ShapedStream {
     this.#end(reason);
     // What is left must still reach the client; one that stops reading is dropped by the stall rule, so neither
     // `close()` nor the text it holds waits forever.
-    if (!this.#response.writableFinished) this.#startTimer();
+    if (!this.#response.writableFinished && this.#settings.timer.stallTicks > 0) this.#startTimer();
     return this.#closing;
   }
 
