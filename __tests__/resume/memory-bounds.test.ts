@@ -5,8 +5,9 @@
  * appends are never refused; channels, which are live runs, are never evicted.
  */
 import express from 'express';
-import { MemoryStore, sseChannel, sseStream, type SseStream } from '../../lib';
+import { MemoryStore, StoreFullError, sseChannel, sseStream, type SseStream } from '../../lib';
 import { Turns, type Deferred } from '../helpers/deferred';
+import { TimeoutTracker } from '../helpers/timers';
 import { eventually, listen, openStream, type StreamClient, type TestServer } from '../helpers/sse-client';
 
 const UNAVAILABLE = '{"type":"error","message":"The stream is temporarily unavailable"}';
@@ -146,6 +147,20 @@ describe('MemoryStore bounds: maxRuns, maxBytes', () => {
     unwatch();
   });
 
+  test("an evicted run's expiry timer is cleared with it", async () => {
+    const store = new MemoryStore({ maxRuns: 1 });
+    const settings = { ttl: 600_000, lease: 5000, maxEvents: 10 };
+    const timers = new TimeoutTracker();
+    timers.enable();
+    timers.tracking = true;
+    const { runId } = await store.open('old', settings);
+    await store.end('old', runId, 'done');
+    timers.tracking = false;
+    expect(timers.live.size).toBe(1);
+    await store.open('new', settings);
+    await eventually(() => timers.live.size === 0, 1000, 'the expiry timer of the evicted run to be cleared').finally(() => timers.disable());
+  });
+
   test('with only live runs at maxRuns a new run gets 503 with Retry-After and no stream header; once one ends, the next is served', async () => {
     const first = await open('live', 'one');
     const runOne = await runOf('live', 'one').promise;
@@ -236,6 +251,21 @@ describe('MemoryStore bounds: maxRuns, maxBytes', () => {
     await store.open('ring', { ttl: 60_000, lease: 5000, maxEvents: 2, replaceEnded: true });
     expect(store.bytes).toBe('ring'.length);
     expect(store.size).toBe(1);
+  });
+
+  test('a full store still replaces a run (replaceLive, replaceEnded): the new run takes its place, it adds none', async () => {
+    const store = new MemoryStore({ maxRuns: 1, maxBytes: 100 });
+    const settings = { ttl: 60_000, lease: 5000, maxEvents: 10 };
+    const first = await store.open('chat', settings);
+    await store.append('chat', first.runId, [`data: ${'x'.repeat(200)}\n\n`]);
+    await expect(store.open('other', settings)).rejects.toBeInstanceOf(StoreFullError);
+    const second = await store.open('chat', { ...settings, replaceLive: true });
+    expect(second.created).toBe(true);
+    expect(await store.append('chat', first.runId, ['data: stale\n\n'])).toBe(false);
+    await store.end('chat', second.runId, 'done');
+    expect((await store.open('chat', { ...settings, replaceEnded: true })).created).toBe(true);
+    expect(store.size).toBe(1);
+    expect(store.bytes).toBe('chat'.length);
   });
 
   test("a live run's appends are never refused past maxBytes: ended runs make room, then new runs are refused until it ends", async () => {
