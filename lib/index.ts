@@ -9,7 +9,7 @@ export type { LogEvent, ErrorEventInfo, LogEventMapper, ErrorEventMapper } from 
 export { aiSdkUiMessageStream, openAiChatStream, type ProtocolPreset } from './presets.js';
 export type { PushOptions } from './encode.js';
 export { abortRun } from './resume/run.js';
-export { MemoryStore } from './store/memory.js';
+export { MemoryStore, type MemoryStoreOptions } from './store/memory.js';
 export type { ResumeOptions, ResumeMode } from './resume/serve.js';
 export type { ResumeStore, RunSettings, RunEnd, OpenedRun, StoredEvent, ReadResult } from './store/contract.js';
 export { StoreFullError } from './store/contract.js';
